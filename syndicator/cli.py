@@ -1,0 +1,116 @@
+"""`syndicator serve | check | topics | build`: wires settings, scanning, rendering and serving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import SETTINGS, ConfigError, Settings, load_settings
+
+log = logging.getLogger("syndicator")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    by_name = {s.name: s for s in SETTINGS}
+    for name in names:
+        s = by_name[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                            type=s.kind, metavar=s.kind.__name__.upper(),
+                            help=f"{s.help} (default: {s.default!r}; env SYNDICATOR_{name.upper()})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syndicator", description="Topic feeds from a content directory.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the feeds over HTTP (gunicorn)")
+    _add_setting_flags(serve, ("content", "host", "port", "base_url", "site_url", "interval", "feed_limit",
+                               "title", "workers", "trusted_proxies", "hub_url", "max_file_bytes", "log_level"))
+
+    check = sub.add_parser("check", help="list every problem in the content directory; exit 1 if any")
+    _add_setting_flags(check, ("content", "site_url", "max_file_bytes"))
+    check.add_argument("--format", choices=("text", "json"), default="text")
+
+    topics = sub.add_parser("topics", help="print slug, name and item count of every topic")
+    _add_setting_flags(topics, ("content", "site_url", "max_file_bytes"))
+
+    for p in (serve, check, topics):
+        p.add_argument("--config", default=None, help="YAML file of settings (env SYNDICATOR_CONFIG)")
+    return parser
+
+
+def _scan(settings: Settings):
+    from .index import Scanner, build_snapshot
+
+    scanner = Scanner(settings.content, site_url=settings.site_url, max_file_bytes=settings.max_file_bytes)
+    return build_snapshot(scanner.scan())
+
+
+def cmd_check(settings: Settings, fmt: str) -> int:
+    snapshot = _scan(settings)
+    if fmt == "json":
+        print(json.dumps({"items": len(snapshot.all_items), "topics": len(snapshot.topics),
+                          "problems": [{"path": p.path, "reason": p.reason} for p in snapshot.problems]},
+                         ensure_ascii=False, indent=1))
+    else:
+        for p in snapshot.problems:
+            print(f"{p.path}: {p.reason}")
+        print(f"{len(snapshot.all_items)} items, {len(snapshot.topics)} topics, "
+              f"{len(snapshot.problems)} problems", file=sys.stderr)
+    return 1 if snapshot.problems else 0
+
+
+def cmd_topics(settings: Settings) -> int:
+    snapshot = _scan(settings)
+    width = max((len(slug) for slug in snapshot.topics), default=4)
+    for topic in snapshot.topics.values():
+        print(f"{topic.slug:<{width}}  {len(topic.items):>6}  {topic.name}")
+    return 0
+
+
+def cmd_serve(settings: Settings) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", settings.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 4)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("loglevel", settings.log_level.lower())
+
+        def load(self):
+            # Runs in each worker after the fork: every worker scans and reschedules on its own.
+            # Output is deterministic, so all workers serve the same bytes and ETags.
+            from .web import create_app
+
+            return create_app(settings, schedule=True)
+
+    log.info("serving %s on http://%s:%d/ with %d workers", settings.content, settings.host, settings.port,
+             settings.workers)
+    Server().run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, overrides=vars(args))
+    except ConfigError as exc:
+        print(f"syndicator: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "check":
+        return cmd_check(settings, args.format)
+    if args.command == "topics":
+        return cmd_topics(settings)
+    if args.command == "serve":
+        return cmd_serve(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

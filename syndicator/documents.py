@@ -1,0 +1,177 @@
+"""Rendered responses of one snapshot: bytes, gzip, ETag and Last-Modified per feed document.
+
+Documents are rendered once per (snapshot, public base URL, document) and memoised in the snapshot;
+a new snapshot takes over the documents of every topic whose items did not change, so a rescan
+re-renders only the feeds it touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import math
+from dataclasses import dataclass
+
+from . import feeds
+from .content import Item
+from .index import Snapshot, Topic
+
+ARCHIVE_MAX_AGE = 30 * 86400  # a full archive page never changes
+MAX_MEMO_BASES = 4  # distinct public base URLs memoised per snapshot; bounds memory under Host games
+
+
+@dataclass(frozen=True)
+class Site:
+    """What a document depends on besides the content: the public base URL and a few settings."""
+
+    base_url: str  # public root without trailing slash, e.g. https://example.org/prefix
+    title: str = "syndicator"
+    hub_url: str = ""
+    feed_limit: int = 50
+    interval: int = 60
+
+    def feed_url(self, slug: str, fmt: str, page: int | None = None) -> str:
+        if page is None:
+            return f"{self.base_url}/feeds/{slug}.{fmt}"
+        return f"{self.base_url}/feeds/{slug}/archive/{page}.{fmt}"
+
+    def html_url(self, slug: str) -> str:
+        return f"{self.base_url}/" if slug == "all" else f"{self.base_url}/topics/{slug}/"
+
+
+@dataclass(frozen=True)
+class Document:
+    body: bytes
+    gzip: bytes
+    etag: str  # strong, quoted
+    last_modified: dt.datetime
+    content_type: str
+    max_age: int
+    links: tuple[feeds.Link, ...] = ()  # for HTTP Link headers (self, hub)
+
+    @property
+    def gzip_etag(self) -> str:
+        return self.etag[:-1] + '-gz"'
+
+
+def make_document(body: bytes, content_type: str, last_modified: dt.datetime, max_age: int,
+                  links: tuple[feeds.Link, ...] = ()) -> Document:
+    """Wrap bytes with their validators and a gzip copy, compressed once here and never per request."""
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return Document(body=body, gzip=gzip.compress(body, compresslevel=6, mtime=0), etag=f'"{digest}"',
+                    last_modified=last_modified, content_type=content_type, max_age=max_age, links=links)
+
+
+def _items_of(snapshot: Snapshot, slug: str) -> tuple[Item, ...] | None:
+    if slug == "all":
+        return snapshot.all_items
+    topic = snapshot.topics.get(slug)
+    return topic.items if topic is not None else None
+
+
+def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
+              limit: int | None = None) -> tuple[feeds.FeedPage, int] | None:
+    """The FeedPage for a topic's subscription feed (page None) or archive page, and its max-age.
+
+    None when the topic or page does not exist.
+    """
+    items = _items_of(snapshot, slug)
+    if items is None:
+        return None
+    current, archives = feeds.paginate(items, site.feed_limit)
+    topic: Topic | None = snapshot.topics.get(slug)
+    name = topic.name if topic else "All items"
+    links: list[feeds.Link] = []
+    if site.hub_url:
+        links.append(feeds.Link("hub", site.hub_url))
+    max_age = site.interval
+    if page is None:
+        docs = current[:limit] if limit else current
+        title = f"{site.title}: {name}"
+        if archives:
+            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, len(archives))))
+    else:
+        if not 1 <= page <= len(archives):
+            return None
+        docs = archives[page - 1]
+        title = f"{site.title}: {name} (archive {page})"
+        links.append(feeds.Link("current", site.feed_url(slug, fmt)))
+        if page > 1:
+            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, page - 1)))
+        if page < len(archives):
+            links.append(feeds.Link("next-archive", site.feed_url(slug, fmt, page + 1)))
+        if len(docs) == site.feed_limit:
+            max_age = ARCHIVE_MAX_AGE
+    updated = max((i.updated for i in docs), default=snapshot.newest)
+    description = (topic.description if topic and topic.description else
+                   f"Newest {name} stories" if topic else "Newest stories of every topic")
+    result = feeds.FeedPage(
+        key=slug, title=title, description=description, items=docs, updated=updated,
+        self_url={f: site.feed_url(slug, f, page) for f in feeds.FORMATS},
+        html_url=site.html_url(slug), links=tuple(links), archive=page is not None,
+        image=topic.image if topic else "", ttl_minutes=max(1, math.ceil(site.interval / 60)),
+    )
+    return result, max_age
+
+
+def memoized(snapshot: Snapshot, key: tuple, site: Site, make) -> Document:
+    """`make()` once per snapshot and key. Only a few distinct public base URLs are kept, so a client
+    sending many Host headers cannot grow memory; beyond them documents are rendered per request."""
+    doc = snapshot.memo.get(key)
+    if doc is None:
+        doc = make()
+        bases = {k[1] for k in list(snapshot.memo)}
+        if site in bases or len(bases) < MAX_MEMO_BASES:
+            snapshot.memo[key] = doc
+    return doc
+
+
+def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
+                  limit: int | None = None) -> Document | None:
+    """The rendered feed document, memoised in the snapshot. None when it does not exist."""
+    key = ("feed", site, slug, fmt, page, limit)
+    if key in snapshot.memo:
+        return snapshot.memo[key]
+    found = feed_page(snapshot, site, slug, fmt, page, limit)
+    if found is None:
+        return None
+    fp, max_age = found
+    links = tuple(link for link in fp.links if link.rel == "hub") + (feeds.Link("self", fp.self_url[fmt]),)
+    return memoized(snapshot, key, site, lambda: make_document(
+        feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links))
+
+
+def carry_over(new: Snapshot, old: Snapshot | None) -> int:
+    """Reuse the old snapshot's documents whose inputs are unchanged; returns how many were reused."""
+    if old is None:
+        return 0
+    reused = 0
+    same_all = new.all_items == old.all_items
+    same_newest = new.newest == old.newest
+    for key, doc in old.memo.items():
+        if key[0] != "feed":
+            continue
+        slug = key[2]
+        if slug == "all":
+            unchanged = same_all
+        else:
+            topic = new.topics.get(slug)
+            # An empty topic's feed dates come from the site's newest item, so that must hold too.
+            unchanged = topic is not None and topic is old.topics.get(slug) and (topic.items or same_newest)
+        if unchanged:
+            new.memo[key] = doc
+            reused += 1
+    return reused
+
+
+def prerender(snapshot: Snapshot, site: Site) -> int:
+    """Render every subscription feed in every format ahead of requests; returns how many were new."""
+    rendered = 0
+    for slug in ("all", *snapshot.topics):
+        for fmt in feeds.FORMATS:
+            key = ("feed", site, slug, fmt, None, None)
+            if key not in snapshot.memo:
+                feed_document(snapshot, site, slug, fmt)
+                rendered += 1
+    return rendered

@@ -1,0 +1,247 @@
+"""The Flask app: feeds, HTML pages, OPML, health and status. Reads the published Snapshot only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from email.utils import format_datetime, parsedate_to_datetime
+
+from flask import Flask, Response, abort, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from . import documents, feeds
+from .config import Settings
+from .index import Publisher, Snapshot
+from .scheduler import Rescanner
+
+log = logging.getLogger(__name__)
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# Item images live on the publishers' hosts, so img-src allows http(s); nothing else leaves the origin.
+HTML_CSP = ("default-src 'none'; img-src https: http: data:; style-src 'self'; script-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _state() -> dict:
+    return current_app.extensions["syndicator"]
+
+
+def _settings() -> Settings:
+    return _state()["settings"]
+
+
+def current_snapshot() -> Snapshot:
+    snapshot = _state()["publisher"].snapshot
+    if snapshot is None:
+        abort(503, "the first scan of the content directory has not finished yet")
+    return snapshot
+
+
+def public_base() -> str:
+    """The public root URL: the configured base_url, else the request's (via trusted proxy headers)."""
+    settings = _settings()
+    if settings.base_url:
+        return settings.base_url
+    if not _HOST.match(request.host):
+        abort(400, "invalid Host header")
+    return (request.host_url.rstrip("/") + request.script_root).rstrip("/")
+
+
+def current_site() -> documents.Site:
+    settings = _settings()
+    return documents.Site(base_url=public_base(), title=settings.title, hub_url=settings.hub_url,
+                          feed_limit=settings.feed_limit, interval=settings.interval)
+
+
+def _http_date(value: dt.datetime) -> str:
+    return format_datetime(value.astimezone(dt.timezone.utc).replace(microsecond=0), usegmt=True)
+
+
+def _etag_matches(header: str, doc: documents.Document) -> bool:
+    """Weak comparison (RFC 9110 13.1.2) against both representations of the document."""
+    if header.strip() == "*":
+        return True
+    ours = {doc.etag.strip('"'), doc.gzip_etag.strip('"')}
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag.strip('"') in ours:
+            return True
+    return False
+
+
+def _not_modified(doc: documents.Document) -> bool:
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:  # If-None-Match wins over If-Modified-Since when both are sent
+        return _etag_matches(inm, doc)
+    ims = request.headers.get("If-Modified-Since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError, IndexError):
+            return False
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.timezone.utc)
+        return doc.last_modified.replace(microsecond=0) <= since
+    return False
+
+
+def send_document(doc: documents.Document) -> Response:
+    """A response with validators, caching, gzip when accepted, and 304 when the client is current."""
+    use_gzip = request.accept_encodings["gzip"] > 0
+    etag = doc.gzip_etag if use_gzip else doc.etag
+    headers = {
+        "ETag": etag,
+        "Last-Modified": _http_date(doc.last_modified),
+        "Cache-Control": f"public, max-age={doc.max_age}, stale-while-revalidate={doc.max_age}",
+        "Vary": "Accept-Encoding",
+    }
+    if doc.links:
+        headers["Link"] = ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in doc.links)
+    if _not_modified(doc):
+        return Response(status=304, headers=headers)
+    response = Response(doc.gzip if use_gzip else doc.body, content_type=doc.content_type, headers=headers)
+    if use_gzip:
+        response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def _limit_param() -> int | None:
+    raw = request.args.get("limit")
+    if raw is None:
+        return None
+    maximum = _settings().feed_limit
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        abort(400, f"limit must be a whole number from 1 to {maximum}, got {raw[:40]!r}")
+    number = int(raw)
+    return None if number == maximum else number  # the canonical document stays the cached one
+
+
+def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: bool = True,
+               schedule: bool = False) -> Flask:
+    """Build the app. Without a `publisher`, one is made and filled by a first scan (when `scan`);
+    `schedule` starts the periodic rescan in this process."""
+    app = Flask(__name__)
+    app.config["JSON_SORT_KEYS"] = False
+    rescanner = None
+    if publisher is None:
+        publisher = Publisher()
+        site = None
+        if settings.base_url:
+            site = documents.Site(settings.base_url, settings.title, settings.hub_url,
+                                  settings.feed_limit, settings.interval)
+        rescanner = Rescanner(settings, publisher, site=site)
+        if scan:
+            rescanner.run_once()
+        if schedule:
+            rescanner.start()
+    if settings.trusted_proxies and not settings.base_url:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+    app.extensions["syndicator"] = {"settings": settings, "publisher": publisher, "rescanner": rescanner}
+    _routes(app)
+    return app
+
+
+def _routes(app: Flask) -> None:
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", HTML_CSP)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # Plain text, no traceback, no echo of anything but what we chose to say.
+        response = Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code,
+                            content_type="text/plain; charset=utf-8")
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _server_error(exc: Exception):
+        log.exception("error serving %s", request.path)
+        return Response("500 Internal Server Error\n", status=500, content_type="text/plain; charset=utf-8")
+
+    @app.get("/feeds/<slug>.<fmt>")
+    def feed(slug: str, fmt: str):
+        return _feed(slug, fmt, None)
+
+    @app.get("/feeds/<slug>/archive/<int:page>.<fmt>")
+    def archive(slug: str, page: int, fmt: str):
+        return _feed(slug, fmt, page)
+
+    def _feed(slug: str, fmt: str, page: int | None):
+        if fmt not in feeds.FORMATS:
+            abort(404, f"unknown feed format {fmt[:20]!r}; use .rss, .atom or .json")
+        snapshot = current_snapshot()
+        limit = _limit_param() if page is None else None
+        doc = documents.feed_document(snapshot, current_site(), slug, fmt, page, limit)
+        if doc is None:
+            if slug != "all" and slug not in snapshot.topics:
+                abort(404, f"unknown topic {slug[:80]!r}")
+            abort(404, f"topic {slug!r} has no archive page {page}")
+        return send_document(doc)
+
+    @app.get("/")
+    def index():
+        snapshot = current_snapshot()
+        return _page("index.html", snapshot, topics=list(snapshot.topics.values()))
+
+    @app.get("/topics/<slug>/")
+    def topic_page(slug: str):
+        snapshot = current_snapshot()
+        topic = snapshot.topics.get(slug)
+        if topic is None:
+            abort(404, f"unknown topic {slug[:80]!r}")
+        return _page("topic.html", snapshot, topic=topic, items=topic.items[:_settings().feed_limit])
+
+    def _page(template: str, snapshot: Snapshot, **context) -> Response:
+        site = current_site()
+        key = ("html", site, template, context.get("topic").slug if context.get("topic") else None)
+
+        def make() -> documents.Document:
+            body = render_template(template, site=site, snapshot=snapshot, **context).encode("utf-8")
+            return documents.make_document(body, "text/html; charset=utf-8", snapshot.newest, site.interval)
+
+        return send_document(documents.memoized(snapshot, key, site, make))
+
+    @app.get("/healthz")
+    def healthz():
+        publisher: Publisher = _state()["publisher"]
+        if publisher.snapshot is None:
+            return Response("starting: no snapshot yet\n", status=503, content_type="text/plain; charset=utf-8")
+        health = publisher.health
+        text = "ok\n" if health.ok else f"degraded: {health.message}\n"
+        return Response(text, content_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get("/status")
+    def status():
+        publisher: Publisher = _state()["publisher"]
+        snapshot = publisher.snapshot
+        health = publisher.health
+        body = {
+            "healthy": health.ok,
+            "degraded": None if health.ok else health.message,
+            "last_scan": publisher.last_scan.isoformat() if publisher.last_scan else None,
+            "scan_seconds": round(publisher.scan_seconds, 4),
+            "items": len(snapshot.all_items) if snapshot else 0,
+            "topics": [{"slug": t.slug, "name": t.name, "items": len(t.items)}
+                       for t in (snapshot.topics.values() if snapshot else ())],
+            "problems": [{"path": p.path, "reason": p.reason, "stale": p.stale}
+                         for p in (snapshot.problems if snapshot else ())],
+        }
+        response = app.json.response(body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
