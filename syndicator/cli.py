@@ -73,6 +73,11 @@ def cmd_topics(settings: Settings) -> int:
 def cmd_serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from .index import ScanError
+
+    if not settings.content_path.is_dir():
+        raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
@@ -103,12 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syndicator: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "check":
-        return cmd_check(settings, args.format)
-    if args.command == "topics":
-        return cmd_topics(settings)
-    if args.command == "serve":
-        return cmd_serve(settings)
+    from .index import ScanError
+
+    try:
+        if args.command == "check":
+            return cmd_check(settings, args.format)
+        if args.command == "topics":
+            return cmd_topics(settings)
+        if args.command == "serve":
+            return cmd_serve(settings)
+    except ScanError as exc:
+        print(f"syndicator: {exc}", file=sys.stderr)
+        return 2
     return 2
 
 

@@ -189,7 +189,10 @@ def _generator(page: FeedPage, fmt: str) -> FeedGenerator:
         fe.link(href=item.url, rel="alternate")
         fe.published(item.published)
         fe.updated(item.updated)
-        fe.summary(item.excerpt or item.title)
+        fe.summary(item.excerpt or item.title)  # Atom: type="text", shown as written
+        # RSS readers treat <description> as HTML, so plain text is escaped once more for it. feedgen's
+        # description() also overwrites the Atom content, which content() then sets properly.
+        fe.description(html.escape(item.excerpt or item.title, quote=False))
         fe.content(_item_html(item), type="html")
         if item.provider:
             fe.author(name=item.provider.name, uri=f"https://{item.provider.domain}/" if item.provider.domain

@@ -242,7 +242,8 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
     by_name: dict[str, str] = {}  # casefolded name or slug -> slug
     for definition in scan.topic_defs:
         if definition.slug in defs or definition.slug in RESERVED_SLUGS:
-            why = "is reserved" if definition.slug in RESERVED_SLUGS else f"is already defined by {defs[definition.slug].path}"
+            why = ("is reserved" if definition.slug in RESERVED_SLUGS
+                   else f"is already defined by {defs[definition.slug].path}")
             problems.append(Problem(definition.path, f"topic slug '{definition.slug}' {why}; definition ignored"))
             continue
         defs[definition.slug] = definition

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from . import documents
 from .config import Settings
-from .index import Publisher, Scanner, ScanError, Snapshot, build_snapshot
+from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
 
 log = logging.getLogger(__name__)
 

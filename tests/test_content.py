@@ -1,0 +1,191 @@
+"""Reading one file: the seed item, every hostile case, dates, URLs, ids and sanitised bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from conftest import SEED
+
+from syndicator.content import (
+    Item,
+    Problem,
+    canonical_url,
+    item_id,
+    read_item,
+    read_topic,
+    slugify,
+)
+
+UTC = dt.timezone.utc
+
+
+def item(text: str, **kw) -> Item | Problem:
+    return read_item(text.encode("utf-8"), "news/x.md", **kw)
+
+
+BASE = """---
+title: "A story"
+publishedDateTime: 2024-01-02T03:04:05Z
+webUrl: "https://news.example.org/a-story"
+topics:
+  - Azure
+"""
+
+
+def test_seed_item_reads_every_field():
+    result = read_item(SEED.read_bytes(), "news/seed.md")
+    assert isinstance(result, Item)
+    assert result.title == "Microsoft builds massive supercomputer for smarter AI"
+    assert result.url == "https://www.cnet.com/news/microsoft-builds-massive-supercomputer-for-smarter-ai/"
+    assert result.published == dt.datetime(2020, 5, 19, 21, 0, tzinfo=UTC)
+    assert result.provider.name == "CNET" and result.provider.domain == "cnet.com"
+    assert result.topics == ("Azure",)
+    assert [(i.width, i.height, i.mime_type) for i in result.images] == [(756, 567, "image/jpeg")]
+    assert [r.title for r in result.related] == [
+        "Microsoft Builds Massive Supercomputer For OpenAI",
+        "Microsoft Says Itâ€™s Built a Top-Five Supercomputer in the Cloud for AI",
+    ]
+    assert result.related[0].provider == "Forbes"
+    assert result.id.startswith("urn:uuid:")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2024-01-02T03:04:05Z", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ("'2024-01-02T03:04:05Z'", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ("'2024-01-02T05:04:05+02:00'", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ("2024-01-02", dt.datetime(2024, 1, 2, tzinfo=UTC)),
+    ("'2024-01-02 03:04:05'", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),  # naive means UTC
+    ("2024-01-02 03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+])
+def test_dates_in_every_shape_are_utc(value, expected):
+    text = BASE.replace("2024-01-02T03:04:05Z", value) + "---\n"
+    assert item(text).published == expected
+
+
+def test_bad_date_is_a_problem_naming_the_field():
+    result = item(BASE.replace("2024-01-02T03:04:05Z", "'last tuesday'") + "---\n")
+    assert isinstance(result, Problem)
+    assert "publishedDateTime" in result.reason and "last tuesday" in result.reason
+
+
+@pytest.mark.parametrize("text, words", [
+    ("no front matter here\n", "no YAML front matter"),
+    ("---\ntitle: [unclosed\n---\n", "invalid YAML at line"),
+    (BASE, "not terminated"),
+    (BASE.replace('title: "A story"\n', "") + "---\n", "missing required field 'title'"),
+    (BASE.replace("topics:\n  - Azure\n", "topics: {a: 1}\n") + "---\n", "'topics' must be a list"),
+    (BASE + "images: 5\n---\n", "'images' must be a list"),
+    (BASE + "evil: !!python/object/apply:os.system ['true']\n---\n", "constructor"),
+    (BASE.replace("https://news", "javascript://news") + "---\n", "not an http(s) URL"),
+    ("---\n- a list\n---\n", "must be a mapping"),
+    (BASE + "published: maybe\n---\n", "'published' must be true or false"),
+])
+def test_broken_files_are_problems_with_reasons(text, words):
+    result = item(text)
+    assert isinstance(result, Problem), result
+    assert words in result.reason
+    assert "\n" not in result.reason
+
+
+def test_binary_and_non_utf8_are_problems():
+    assert "binary" in read_item(b"\x00\x01\xff", "x.md").reason
+    assert "UTF-8" in read_item(b"---\ntitle: \xff\xfe\n---\n", "x.md").reason
+
+
+def test_bom_and_crlf_are_served():
+    result = item("\ufeff" + (BASE + "---\nbody text\n").replace("\n", "\r\n"))
+    assert isinstance(result, Item) and result.title == "A story"
+    assert "body text" in result.body_html
+
+
+def test_topics_as_a_string_is_one_topic():
+    result = item(BASE.replace("topics:\n  - Azure\n", "topics: C# & .NET\n") + "---\n")
+    assert result.topics == ("C# & .NET",)
+
+
+def test_control_characters_are_stripped():
+    result = item(BASE.replace('"A story"', '"\x0b\x1bA\x07 story"') + "---\n")
+    assert isinstance(result, Item)
+    assert result.title == "A story"
+
+
+def test_alias_bomb_is_bounded_problem():
+    bomb = ("---\na: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+            "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+            "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\ntitle: bomb\n---\n")
+    result = item(bomb)
+    assert isinstance(result, Problem) and "alias" in result.reason
+
+
+def test_deep_nesting_is_a_problem():
+    result = item("---\ntitle: x\nnest: " + "[" * 200 + "]" * 200 + "\n---\n")
+    assert isinstance(result, Problem) and "nested deeper" in result.reason
+
+
+def test_oversized_file_is_a_problem():
+    result = read_item(b"x" * 2000, "big.md", max_bytes=1000)
+    assert isinstance(result, Problem) and "over the 1,000-byte limit" in result.reason
+
+
+def test_relative_urls_resolve_against_site_url_or_are_dropped():
+    text = BASE + "images:\n  - url: /assets/a.png\n    width: 10\n    height: 20\n  - url: javascript:alert(1)\n---\n"
+    dropped = item(text)
+    assert dropped.images == ()
+    resolved = item(text, site_url="https://site.example.com/blog")
+    assert [i.url for i in resolved.images] == ["https://site.example.com/blog/assets/a.png"]
+
+
+def test_body_markdown_is_rendered_and_sanitised():
+    body = ("Hello *world*\n\n<script>alert(1)</script>\n\n<iframe src='https://evil'></iframe>\n\n"
+            "<img src=x onerror=alert(1)>\n\n[click](javascript:alert(1))\n")
+    result = item(BASE + "---\n" + body)
+    html = result.body_html
+    assert "<em>world</em>" in html
+    for bad in ("<script", "<iframe", "onerror", "javascript:"):
+        assert bad not in html.lower()
+
+
+def test_id_survives_rename_rehosting_scheme_and_tracking():
+    ids = {
+        item_id("https://www.example.org/story/"),
+        item_id("http://example.org/story"),
+        item_id("https://example.org/story?utm_source=x&utm_medium=y"),
+        item_id("https://EXAMPLE.org:443/story#comments"),
+    }
+    assert len(ids) == 1
+    assert item_id("https://example.org/other") not in ids
+    # The file name plays no part.
+    a = read_item(SEED.read_bytes(), "news/a.md")
+    b = read_item(SEED.read_bytes(), "archive/2020/renamed.md")
+    assert a.id == b.id
+
+
+def test_canonical_url_keeps_meaningful_parameters_in_order():
+    assert canonical_url("https://x.org/watch?v=2&a=1&utm_campaign=z") == "x.org/watch?a=1&v=2"
+
+
+def test_explicit_id_wins():
+    assert item(BASE + "id: tag:example.org,2024:story-1\n---\n").id == "tag:example.org,2024:story-1"
+
+
+def test_draft_flag_and_original_url():
+    text = BASE.replace("webUrl", "originalUrl") + "published: false\n---\n"
+    result = item(text)
+    assert result.draft is True and result.url == "https://news.example.org/a-story"
+
+
+def test_slugs_are_ascii_and_stable():
+    assert slugify("C# & .NET") == "c-sharp-and-net"
+    assert slugify("Données") == "donnees"
+    assert slugify("東京") == slugify("東京") and slugify("東京").startswith("topic-")
+    assert slugify("東京") != slugify("大阪")
+
+
+def test_topic_definition_files():
+    jekyll = read_topic(b"taxonomy: topic\n_id: azure\nname: Azure\nkeywords: [azure]\nhashtags: ['#Azure']\n",
+                        "_data/topics/azure.yaml")
+    assert jekyll.slug == "azure" and jekyll.keywords == ("azure",) and jekyll.hashtags == ("#Azure",)
+    assert read_topic(b"name: Not a topic\n", "config/site.yaml") is None
+    missing = read_topic(b"_id: x\n", "topics/x.yaml")
+    assert isinstance(missing, Problem) and "name" in missing.reason

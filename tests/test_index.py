@@ -1,0 +1,156 @@
+"""Scanning and indexing: incrementality, last-good versions, duplicates, slugs, drafts, determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from conftest import SEED, bump_mtime, generate, write_item
+
+from syndicator.content import Problem
+from syndicator.documents import Site, feed_document
+from syndicator.index import Scanner, build_snapshot
+
+UTC = dt.timezone.utc
+GOOD = dict(title="Hello", publishedDateTime="2024-03-01T10:00:00Z", webUrl="https://news.example.org/hello",
+            topics=["Azure"])
+
+
+def test_unchanged_files_are_not_reparsed(corpus):
+    scanner = Scanner(corpus)
+    first = scanner.scan()
+    files = first.stats.seen
+    assert scanner.parse_count == files
+    second = scanner.scan()
+    assert scanner.parse_count == files  # nothing reparsed
+    assert second.stats.changed == 0 and second.items == first.items
+    target = sorted((corpus / "news").iterdir())[0]
+    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Changed ", 1),
+                      encoding="utf-8")
+    bump_mtime(target)
+    third = scanner.scan()
+    assert scanner.parse_count == files + 1 and third.stats.changed == 1
+
+
+def test_good_file_turning_bad_keeps_its_last_good_version(tmp_path):
+    path = write_item(tmp_path / "news", "a.md", **GOOD)
+    scanner = Scanner(tmp_path)
+    assert [i.title for i in scanner.scan().items] == ["Hello"]
+    path.write_text("---\ntitle: [half-written\n", encoding="utf-8")
+    bump_mtime(path)
+    scan = scanner.scan()
+    assert [i.title for i in scan.items] == ["Hello"]
+    (problem,) = scan.problems
+    assert problem.stale and "last good version is still served" in problem.reason
+    path.unlink()
+    scan = scanner.scan()
+    assert scan.items == () and scan.problems == () and scan.stats.removed == 1
+
+
+def test_editor_leftovers_and_hidden_files_are_ignored(tmp_path):
+    write_item(tmp_path / "news", "a.md", **GOOD)
+    for name in (".a.md.swp", "a.md~", ".#a.md", ".hidden.md", "#a.md#"):
+        (tmp_path / "news" / name).write_text("garbage", encoding="utf-8")
+    scan = Scanner(tmp_path).scan()
+    assert scan.stats.seen == 1 and scan.problems == ()
+
+
+def test_symlinks_out_of_the_content_directory_are_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    write_item(outside, "secret.md", **{**GOOD, "title": "Secret"})
+    content = tmp_path / "content"
+    write_item(content / "news", "a.md", **GOOD)
+    os.symlink(outside / "secret.md", content / "news" / "link.md")
+    os.symlink(outside, content / "linkdir")
+    os.symlink(content / "news" / "a.md", content / "inside-link.md")  # inside: fine, but same id
+    scan = Scanner(content).scan()
+    assert "Secret" not in [i.title for i in scan.items]
+
+
+def test_duplicate_ids_are_reported_and_one_is_served(tmp_path):
+    write_item(tmp_path / "news", "a.md", **GOOD)
+    write_item(tmp_path / "news", "b.md", **{**GOOD, "title": "Copy", "webUrl": "http://www.news.example.org/hello/"})
+    snapshot = build_snapshot(Scanner(tmp_path).scan())
+    assert [i.title for i in snapshot.all_items] == ["Hello"]
+    (problem,) = snapshot.problems
+    assert problem.path == "news/b.md" and "duplicate id" in problem.reason and "news/a.md" in problem.reason
+
+
+def test_names_folding_to_one_slug_are_reported_not_merged(tmp_path):
+    write_item(tmp_path / "news", "a.md", **{**GOOD, "topics": ["C# & .NET"]})
+    write_item(tmp_path / "news", "b.md", **{**GOOD, "webUrl": "https://x.org/b", "topics": ["C#-&-.NET"]})
+    write_item(tmp_path / "news", "c.md", **{**GOOD, "webUrl": "https://x.org/c", "topics": ["c# & .net", "All"]})
+    snapshot = build_snapshot(Scanner(tmp_path).scan())
+    assert sorted(snapshot.topics) == ["all-2", "c-sharp-and-net", "c-sharp-and-net-2"]
+    assert len(snapshot.topics["c-sharp-and-net"].items) == 2  # same name up to case: one topic
+    reasons = " ".join(p.reason for p in snapshot.problems)
+    assert "folds to slug 'c-sharp-and-net'" in reasons and "reserved" in reasons
+
+
+def test_topic_definitions_name_slugs_and_empty_topics_exist(tmp_path):
+    (tmp_path / "topics").mkdir()
+    (tmp_path / "topics" / "ml.yaml").write_text("_id: ml\nname: Machine Learning\ndescription: Models\n")
+    (tmp_path / "_data").mkdir()
+    (tmp_path / "_data" / "empty.yaml").write_text("taxonomy: topic\n_id: empty\nname: Empty\n")
+    write_item(tmp_path / "news", "a.md", **{**GOOD, "topics": ["machine learning", "Undefined Topic"]})
+    snapshot = build_snapshot(Scanner(tmp_path).scan())
+    assert sorted(snapshot.topics) == ["empty", "ml", "undefined-topic"]
+    assert snapshot.topics["ml"].name == "Machine Learning" and snapshot.topics["ml"].description == "Models"
+    assert snapshot.topics["empty"].items == ()
+
+
+def test_drafts_hidden_and_future_items_appear_when_due(tmp_path):
+    write_item(tmp_path / "news", "draft.md", **{**GOOD, "published": False})
+    write_item(tmp_path / "news", "future.md", **{**GOOD, "webUrl": "https://x.org/f",
+                                                  "publishedDateTime": "2030-01-01T00:00:00Z"})
+    scan = Scanner(tmp_path).scan()
+    before = build_snapshot(scan, now=dt.datetime(2029, 12, 31, tzinfo=UTC))
+    assert before.all_items == () and before.next_due == dt.datetime(2030, 1, 1, tzinfo=UTC)
+    after = build_snapshot(scan, now=dt.datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC))
+    assert [i.url for i in after.all_items] == ["https://x.org/f"]
+
+
+def test_two_scans_of_one_tree_give_byte_identical_feeds(tmp_path, corpus):
+    a = build_snapshot(Scanner(corpus).scan())
+    b = build_snapshot(Scanner(corpus).scan(), now=dt.datetime.now(UTC) + dt.timedelta(seconds=5))
+    site = Site("https://feeds.example.com")
+    for slug in ("all", *a.topics):
+        for fmt in ("rss", "atom", "json"):
+            assert feed_document(a, site, slug, fmt).body == feed_document(b, site, slug, fmt).body
+
+
+def test_hostile_corpus_keeps_every_good_item(tmp_path):
+    generate(tmp_path / "bad", items=300, topics=20, bad=0.15)
+    generate(tmp_path / "good", items=300, topics=20, bad=0.0)
+    bad = build_snapshot(Scanner(tmp_path / "bad").scan())
+    good = build_snapshot(Scanner(tmp_path / "good").scan())
+    hostile = {p.name for p in (tmp_path / "bad" / "news").iterdir() if p.name.startswith("bad-")}
+    assert len(hostile) >= 24  # every case at least twice
+    good_names = {p.name for p in (tmp_path / "bad" / "news").iterdir()} - hostile
+    assert good_names <= {i.path.split("/")[-1] for i in bad.all_items}
+    served_hostile = {i.path.split("/")[-1] for i in bad.all_items} & hostile
+    reported = {p.path.split("/")[-1] for p in bad.problems}
+    assert served_hostile | reported == hostile  # each hostile file is either served or reported
+    for case in ("bom-crlf", "topics-not-list", "control-chars"):
+        assert any(case in name for name in served_hostile), case
+    for case in ("broken-yaml", "no-front-matter", "missing-title", "bad-date", "binary", "python-tag",
+                 "alias-bomb", "huge-excerpt", "unterminated"):
+        assert any(case in p.path for p in bad.problems), case
+    assert all(isinstance(p, Problem) and p.reason for p in bad.problems)
+    assert len(good.all_items) == 300
+
+
+def test_vanished_directory_raises_scan_error(tmp_path):
+    import pytest
+
+    from syndicator.index import ScanError
+
+    with pytest.raises(ScanError, match="does not exist"):
+        Scanner(tmp_path / "missing").scan()
+
+
+def test_seed_is_in_the_bundled_content():
+    assert SEED.exists()
+    snapshot = build_snapshot(Scanner(SEED.parent.parent).scan())
+    assert len(snapshot.all_items) >= 40 and len(snapshot.topics) >= 6 and snapshot.problems == ()
+    assert any(i.title == "Microsoft builds massive supercomputer for smarter AI" for i in snapshot.all_items)
