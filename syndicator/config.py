@@ -67,6 +67,11 @@ class Settings:
     max_file_bytes: int = 1_048_576
     log_level: str = "INFO"
 
+    def __post_init__(self) -> None:
+        # Links are built as base_url + "/feeds/...", so a trailing slash would double up.
+        for name in ("base_url", "site_url"):
+            object.__setattr__(self, name, getattr(self, name).rstrip("/"))
+
     @property
     def content_path(self) -> Path:
         return Path(self.content)
@@ -96,7 +101,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if name in {"base_url", "site_url", "hub_url"} and text:
         if not text.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: {name} must be an http(s) URL, got {text!r}")
-        text = text.rstrip("/")
+        if name != "hub_url":  # a hub's URL is used exactly as given
+            text = text.rstrip("/")
     if name == "log_level":
         text = text.upper()
         if text not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -146,4 +152,12 @@ def load_settings(
     for name, value in (overrides or {}).items():
         if value is not None and name in _BY_NAME:
             values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    return Settings(**values)
+    settings = Settings(**values)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Checks that involve more than one setting."""
+    if settings.hub_url and not settings.base_url:
+        raise ConfigError("hub_url needs base_url: the hub must be told the feeds' public URLs")

@@ -11,7 +11,7 @@ from flask import Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from . import documents, feeds
-from .config import Settings
+from .config import Settings, check_settings
 from .index import Publisher, Snapshot
 from .scheduler import Rescanner
 
@@ -128,14 +128,19 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
     `schedule` starts the periodic rescan in this process."""
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
-    rescanner = None
+    check_settings(settings)
+    rescanner = pinger = None
     if publisher is None:
         publisher = Publisher()
         site = None
         if settings.base_url:
             site = documents.Site(settings.base_url, settings.title, settings.hub_url,
                                   settings.feed_limit, settings.interval)
-        rescanner = Rescanner(settings, publisher, site=site)
+        if settings.hub_url:
+            from .websub import Pinger
+
+            pinger = Pinger(settings.hub_url, site)
+        rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
             rescanner.run_once()
         if schedule:
@@ -145,7 +150,8 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    app.extensions["syndicator"] = {"settings": settings, "publisher": publisher, "rescanner": rescanner}
+    app.extensions["syndicator"] = {"settings": settings, "publisher": publisher, "rescanner": rescanner,
+                                    "pinger": pinger}
     _routes(app)
     return app
 

@@ -1,0 +1,142 @@
+"""Polling done right: validators, 304s, caching headers, gzip, HEAD, methods, and ETags across processes."""
+
+from __future__ import annotations
+
+import gzip
+import urllib.request
+from email.utils import parsedate_to_datetime
+
+import pytest
+from conftest import parse
+from test_cli import serve
+
+from syndicator.index import Publisher, Scanner, build_snapshot
+
+
+@pytest.fixture
+def client(corpus, make_app):
+    return make_app(corpus, interval=120).test_client()
+
+
+def newest_in(client, slug: str):
+    publisher: Publisher = client.application.extensions["syndicator"]["publisher"]
+    items = publisher.snapshot.all_items if slug == "all" else publisher.snapshot.topics[slug].items
+    return max(i.updated for i in items[:50])
+
+
+def test_validators_and_caching_headers(client):
+    response = client.get("/feeds/kubernetes.atom")
+    assert response.status_code == 200
+    etag = response.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    # Last-Modified is the newest item of this feed, not of the site and not the render time.
+    assert parsedate_to_datetime(response.headers["Last-Modified"]) == newest_in(client, "kubernetes").replace(
+        microsecond=0)
+    assert newest_in(client, "kubernetes") != newest_in(client, "all")
+    assert response.headers["Cache-Control"] == "public, max-age=120, stale-while-revalidate=120"
+    assert response.headers["Vary"] == "Accept-Encoding"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_if_none_match_forms(client):
+    etag = client.get("/feeds/azure.rss").headers["ETag"]
+    for header in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+        response = client.get("/feeds/azure.rss", headers={"If-None-Match": header})
+        assert response.status_code == 304, header
+        assert response.data == b"" and response.headers["ETag"] == etag
+    assert client.get("/feeds/azure.rss", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_if_modified_since_and_precedence(client):
+    response = client.get("/feeds/azure.rss")
+    last_modified = response.headers["Last-Modified"]
+    assert client.get("/feeds/azure.rss", headers={"If-Modified-Since": last_modified}).status_code == 304
+    assert client.get("/feeds/azure.rss", headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+                      ).status_code == 200
+    assert client.get("/feeds/azure.rss", headers={"If-Modified-Since": "garbage"}).status_code == 200
+    # If-None-Match wins when both are sent: a stale tag means 200 even with a current date.
+    both = client.get("/feeds/azure.rss", headers={"If-None-Match": '"stale"', "If-Modified-Since": last_modified})
+    assert both.status_code == 200
+
+
+def test_gzip_is_precompressed_and_has_its_own_etag(client):
+    plain = client.get("/feeds/all.atom")
+    zipped = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.data) == plain.data
+    assert zipped.headers["ETag"] != plain.headers["ETag"]
+    assert client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip;q=0"}).data == plain.data
+    # The same compressed bytes every time: compressed once per snapshot, not per request.
+    again = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
+    assert again.data == zipped.data
+    assert client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip",
+                                                  "If-None-Match": zipped.headers["ETag"]}).status_code == 304
+
+
+def test_head_and_methods(client):
+    get = client.get("/feeds/azure.rss")
+    head = client.head("/feeds/azure.rss")
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["ETag"] == get.headers["ETag"]
+    assert head.headers["Content-Length"] == str(len(get.data))
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        response = client.open("/feeds/azure.rss", method=method)
+        assert response.status_code == 405, method
+        assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
+
+
+def test_index_and_html_pages_are_conditional_too(client):
+    response = client.get("/")
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert client.get("/", headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
+
+
+def test_link_headers_advertise_self_and_hub(corpus, make_app):
+    client = make_app(corpus, base_url="https://feeds.example.com", hub_url="https://hub.example.com/").test_client()
+    response = client.get("/feeds/azure.atom")
+    assert response.headers["Link"] == ('<https://hub.example.com/>; rel="hub", '
+                                        '<https://feeds.example.com/feeds/azure.atom>; rel="self"')
+    for fmt in ("rss", "atom"):
+        links = {(link.rel, link.href) for link in parse(client.get(f"/feeds/azure.{fmt}").data).feed.links}
+        assert ("hub", "https://hub.example.com/") in links
+        assert ("self", f"https://feeds.example.com/feeds/azure.{fmt}") in links
+
+
+def test_trusted_proxy_headers_only_when_configured(corpus, make_app):
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "public.example.org",
+               "X-Forwarded-Prefix": "/news"}
+    untrusted = make_app(corpus).test_client().get("/feeds/azure.atom", headers=headers)
+    assert "http://localhost/feeds/azure.atom" in untrusted.headers["Link"]
+    trusted = make_app(corpus, trusted_proxies=1).test_client().get("/feeds/azure.atom", headers=headers)
+    assert "<https://public.example.org/news/feeds/azure.atom>" in trusted.headers["Link"]
+    self_links = [link.href for link in parse(trusted.data).feed.links if link.rel == "self"]
+    assert self_links == ["https://public.example.org/news/feeds/azure.atom"]
+    configured = make_app(corpus, trusted_proxies=1, base_url="https://fixed.example").test_client()
+    assert "<https://fixed.example/feeds/azure.atom>" in configured.get("/feeds/azure.atom",
+                                                                        headers=headers).headers["Link"]
+
+
+def test_bad_host_header_is_a_clean_400(client):
+    response = client.get("/feeds/azure.rss", headers={"Host": "evil.example/<script>"})
+    assert response.status_code == 400 and b"Traceback" not in response.data
+
+
+def fetch_etags(base: str, paths) -> dict[str, set[str]]:
+    tags: dict[str, set[str]] = {}
+    for path in paths:
+        for _ in range(4):  # several connections, so both workers of a server answer
+            with urllib.request.urlopen(base + path) as response:
+                tags.setdefault(path, set()).add(response.headers["ETag"])
+    return tags
+
+
+def test_workers_and_processes_agree_on_every_etag(corpus):
+    snapshot = build_snapshot(Scanner(corpus).scan())
+    paths = [f"/feeds/{slug}.{fmt}" for slug in ("all", *snapshot.topics) for fmt in ("rss", "atom", "json")]
+    public = ["--base-url", "https://feeds.example.com", "--workers", "2"]
+    with serve(corpus, *public) as first, serve(corpus, *public) as second:
+        a = fetch_etags(first, paths)
+        b = fetch_etags(second, paths)
+    assert all(len(tags) == 1 for tags in a.values())
+    assert a == b
