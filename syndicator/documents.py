@@ -49,18 +49,23 @@ class Document:
     content_type: str
     max_age: int
     links: tuple[feeds.Link, ...] = ()  # for HTTP Link headers (self, hub)
+    # Browsers show application/rss+xml as plain text but apply our XSL to application/xml, so a
+    # navigation from a browser gets the same bytes under this type (see web.send_document).
+    browser_type: str = ""
 
-    @property
-    def gzip_etag(self) -> str:
-        return self.etag[:-1] + '-gz"'
+    def variant_etag(self, *, gzipped: bool, browser: bool) -> str:
+        """Each representation (content coding, content type) has its own strong ETag."""
+        suffix = ("-b" if browser else "") + ("-gz" if gzipped else "")
+        return self.etag[:-1] + suffix + '"'
 
 
 def make_document(body: bytes, content_type: str, last_modified: dt.datetime, max_age: int,
-                  links: tuple[feeds.Link, ...] = ()) -> Document:
+                  links: tuple[feeds.Link, ...] = (), browser_type: str = "") -> Document:
     """Wrap bytes with their validators and a gzip copy, compressed once here and never per request."""
     digest = hashlib.sha256(body).hexdigest()[:32]
     return Document(body=body, gzip=gzip.compress(body, compresslevel=6, mtime=0), etag=f'"{digest}"',
-                    last_modified=last_modified, content_type=content_type, max_age=max_age, links=links)
+                    last_modified=last_modified, content_type=content_type, max_age=max_age, links=links,
+                    browser_type=browser_type)
 
 
 def _items_of(snapshot: Snapshot, slug: str) -> tuple[Item, ...] | None:
@@ -111,6 +116,7 @@ def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | N
         self_url={f: site.feed_url(slug, f, page) for f in feeds.FORMATS},
         html_url=site.html_url(slug), links=tuple(links), archive=page is not None,
         image=topic.image if topic else "", ttl_minutes=max(1, math.ceil(site.interval / 60)),
+        stylesheet=f"{site.base_url}/static/feed.xsl",
     )
     return result, max_age
 
@@ -138,8 +144,22 @@ def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int
         return None
     fp, max_age = found
     links = tuple(link for link in fp.links if link.rel == "hub") + (feeds.Link("self", fp.self_url[fmt]),)
+    browser_type = "application/xml; charset=utf-8" if fmt in ("rss", "atom") else ""
     return memoized(snapshot, key, site, lambda: make_document(
-        feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links))
+        feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links, browser_type))
+
+
+def opml_document(snapshot: Snapshot, site: Site) -> Document:
+    """OPML 2.0 of every topic's RSS feed, for importing all topics into a reader at once."""
+    def make() -> Document:
+        outlines = [{"text": topic.name, "xmlUrl": site.feed_url(topic.slug, "rss"),
+                     "htmlUrl": site.html_url(topic.slug),
+                     **({"description": topic.description} if topic.description else {})}
+                    for topic in snapshot.topics.values()]
+        body = feeds.render_opml(f"{site.title}: topics", snapshot.newest, outlines)
+        return make_document(body, "text/x-opml; charset=utf-8", snapshot.newest, site.interval)
+
+    return memoized(snapshot, ("opml", site), site, make)
 
 
 def carry_over(new: Snapshot, old: Snapshot | None) -> int:

@@ -16,7 +16,7 @@ import html
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -59,7 +59,7 @@ class FeedPage:
     image: str = ""
     ttl_minutes: int = 1
     generator: str = "syndicator"
-    categories: dict[str, str] = field(default_factory=dict)  # topic name -> slug, for category schemes
+    stylesheet: str = ""  # XSL that browsers apply to show a readable page; readers ignore it
 
 
 def feed_id(key: str) -> str:
@@ -203,14 +203,39 @@ def _generator(page: FeedPage, fmt: str) -> FeedGenerator:
     return fg
 
 
+def _with_stylesheet(body: bytes, page: FeedPage) -> bytes:
+    if not page.stylesheet:
+        return body
+    declaration, rest = body.split(b"\n", 1)
+    pi = f'<?xml-stylesheet type="text/xsl" href="{html.escape(page.stylesheet)}"?>'.encode()
+    return declaration + b"\n" + pi + b"\n" + rest
+
+
 def render_rss(page: FeedPage) -> bytes:
     """RSS 2.0 bytes for one page; the same page always gives the same bytes."""
-    return _generator(page, "rss").rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    body = _generator(page, "rss").rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return _with_stylesheet(body, page)
 
 
 def render_atom(page: FeedPage) -> bytes:
     """Atom 1.0 bytes for one page; the same page always gives the same bytes."""
-    return _generator(page, "atom").atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    body = _generator(page, "atom").atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return _with_stylesheet(body, page)
+
+
+def render_opml(title: str, updated: dt.datetime, outlines: Sequence[dict[str, str]]) -> bytes:
+    """OPML 2.0 listing feeds; each outline gives text, xmlUrl, htmlUrl and optionally description."""
+    from email.utils import format_datetime
+
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = title
+    etree.SubElement(head, "dateModified").text = format_datetime(updated.astimezone(dt.timezone.utc), usegmt=True)
+    etree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
+    body = etree.SubElement(root, "body")
+    for outline in outlines:
+        etree.SubElement(body, "outline", {"type": "rss", "title": outline["text"], **outline})
+    return etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=True)
 
 
 def render_json(page: FeedPage) -> bytes:

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import re
 from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -62,10 +63,10 @@ def _http_date(value: dt.datetime) -> str:
 
 
 def _etag_matches(header: str, doc: documents.Document) -> bool:
-    """Weak comparison (RFC 9110 13.1.2) against both representations of the document."""
+    """Weak comparison (RFC 9110 13.1.2) against every representation of the document."""
     if header.strip() == "*":
         return True
-    ours = {doc.etag.strip('"'), doc.gzip_etag.strip('"')}
+    ours = {doc.variant_etag(gzipped=g, browser=b).strip('"') for g in (False, True) for b in (False, True)}
     for tag in header.split(","):
         tag = tag.strip()
         if tag.startswith("W/"):
@@ -91,21 +92,31 @@ def _not_modified(doc: documents.Document) -> bool:
     return False
 
 
+_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
+
+
+def _is_browser_navigation() -> bool:
+    """A browser asks for text/html by name and for no feed type; feed readers name feed types or */*."""
+    named = {value for value, quality in request.accept_mimetypes if quality > 0}
+    return "text/html" in named and not named.intersection(_FEED_TYPES)
+
+
 def send_document(doc: documents.Document) -> Response:
     """A response with validators, caching, gzip when accepted, and 304 when the client is current."""
     use_gzip = request.accept_encodings["gzip"] > 0
-    etag = doc.gzip_etag if use_gzip else doc.etag
+    browser = bool(doc.browser_type) and _is_browser_navigation()
     headers = {
-        "ETag": etag,
+        "ETag": doc.variant_etag(gzipped=use_gzip, browser=browser),
         "Last-Modified": _http_date(doc.last_modified),
         "Cache-Control": f"public, max-age={doc.max_age}, stale-while-revalidate={doc.max_age}",
-        "Vary": "Accept-Encoding",
+        "Vary": "Accept, Accept-Encoding" if doc.browser_type else "Accept-Encoding",
     }
     if doc.links:
         headers["Link"] = ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in doc.links)
     if _not_modified(doc):
         return Response(status=304, headers=headers)
-    response = Response(doc.gzip if use_gzip else doc.body, content_type=doc.content_type, headers=headers)
+    content_type = doc.browser_type if browser else doc.content_type
+    response = Response(doc.gzip if use_gzip else doc.body, content_type=content_type, headers=headers)
     if use_gzip:
         response.headers["Content-Encoding"] = "gzip"
     return response
@@ -221,6 +232,19 @@ def _routes(app: Flask) -> None:
             return documents.make_document(body, "text/html; charset=utf-8", snapshot.newest, site.interval)
 
         return send_document(documents.memoized(snapshot, key, site, make))
+
+    @app.get("/topics.opml")
+    def opml():
+        return send_document(documents.opml_document(current_snapshot(), current_site()))
+
+    xsl_file = Path(__file__).parent / "static" / "feed.xsl"
+    # Served with an XML type (browsers refuse XSL otherwise); read once, it only changes with a release.
+    xsl = documents.make_document(xsl_file.read_bytes(), "application/xml; charset=utf-8",
+                                  dt.datetime.fromtimestamp(xsl_file.stat().st_mtime, dt.timezone.utc), 3600)
+
+    @app.get("/static/feed.xsl")
+    def stylesheet():
+        return send_document(xsl)
 
     @app.get("/healthz")
     def healthz():

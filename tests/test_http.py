@@ -7,8 +7,7 @@ import urllib.request
 from email.utils import parsedate_to_datetime
 
 import pytest
-from conftest import parse
-from test_cli import serve
+from conftest import parse, serve
 
 from syndicator.index import Publisher, Scanner, build_snapshot
 
@@ -34,8 +33,9 @@ def test_validators_and_caching_headers(client):
         microsecond=0)
     assert newest_in(client, "kubernetes") != newest_in(client, "all")
     assert response.headers["Cache-Control"] == "public, max-age=120, stale-while-revalidate=120"
-    assert response.headers["Vary"] == "Accept-Encoding"
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/feeds/kubernetes.json").headers["Vary"] == "Accept-Encoding"
 
 
 def test_if_none_match_forms(client):
@@ -140,3 +140,25 @@ def test_workers_and_processes_agree_on_every_etag(corpus):
         b = fetch_etags(second, paths)
     assert all(len(tags) == 1 for tags in a.values())
     assert a == b
+
+
+BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8")
+
+
+def test_browsers_get_a_styled_page_and_readers_the_plain_feed(client):
+    import feedparser
+
+    for fmt, feed_type in (("rss", "application/rss+xml"), ("atom", "application/atom+xml")):
+        browser = client.get(f"/feeds/azure.{fmt}", headers={"Accept": BROWSER_ACCEPT})
+        assert browser.headers["Content-Type"] == "application/xml; charset=utf-8"
+        assert b'<?xml-stylesheet type="text/xsl" href="http://localhost/static/feed.xsl"?>' in browser.data
+        for accept in (None, "*/*", feedparser.http.ACCEPT_HEADER,
+                       "application/rss+xml, application/atom+xml, text/html;q=0.5"):
+            headers = {"Accept": accept} if accept else {}
+            reader = client.get(f"/feeds/azure.{fmt}", headers=headers)
+            assert reader.headers["Content-Type"] == f"{feed_type}; charset=utf-8", accept
+            assert reader.data == browser.data  # same bytes, only the label differs
+        assert reader.headers["ETag"] != browser.headers["ETag"]
+    xsl = client.get("/static/feed.xsl")
+    assert xsl.status_code == 200 and xsl.headers["Content-Type"] == "application/xml; charset=utf-8"
+    assert b"<xsl:stylesheet" in xsl.data

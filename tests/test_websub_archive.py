@@ -10,7 +10,6 @@ import pytest
 from conftest import bump_mtime, parse, write_item
 
 
-
 class Hub:
     """A tiny WebSub hub on loopback that records publish pings; can be told to fail first."""
 
