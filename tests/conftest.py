@@ -1,10 +1,17 @@
-"""Shared fixtures: generated content trees, apps over them, and helpers to parse our feeds."""
+"""Shared fixtures: generated content trees, apps over them, helpers to parse our feeds, and `syndicator serve`
+as a real process."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import feedparser
@@ -15,6 +22,7 @@ from syndicator.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT / "tools" / "gen_corpus.py"
+SYNDICATOR = [sys.executable, "-m", "syndicator.cli"]
 SEED = ROOT / "content" / "news" / "2020-05-19-microsoft-builds-massive-supercomputer-for-smarter-ai.md"
 
 
@@ -70,3 +78,56 @@ def bump_mtime(path: Path, seconds: int = 5) -> None:
     """Make a rewrite visible to (mtime, size) change detection even within one clock tick."""
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 1_000_000_000))
+
+
+def free_port() -> int:
+    """A TCP port that was free on loopback a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Poll `url` until it answers 200. Fails at once, with the log, if `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before {url} came up"
+                                 + (f"; its output:\n{log.read_text(errors='replace')}" if log else ""))
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not come up within {timeout} s"
+                         + (f"; output so far:\n{log.read_text(errors='replace')}" if log else ""))
+
+
+@contextmanager
+def serve(content: Path, *args: str, env_extra: dict | None = None, log: Path | None = None):
+    """`syndicator serve` as a real process (gunicorn); yields its base URL.
+
+    Its stdout and stderr (gunicorn's access log among them) go to the file `log`, or to a scratch file:
+    a pipe nobody reads would fill up and block the server.
+    """
+    port = free_port()
+    env = {**os.environ, "SYNDICATOR_PORT": str(port), **(env_extra or {})}
+    base = f"http://127.0.0.1:{port}"
+    with ExitStack() as scratch:
+        if log is None:
+            log = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="syndicator-serve-"))) / "serve.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([*SYNDICATOR, "serve", "--content", str(content), *args], env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_http(base + "/healthz", proc=proc, log=log)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

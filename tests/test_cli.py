@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, parse
+from conftest import ROOT, SYNDICATOR, parse, serve
 
 from syndicator.config import ConfigError, load_settings
-
-SYNDICATOR = [sys.executable, "-m", "syndicator.cli"]
 
 
 def run(*args, env=None):
@@ -60,44 +52,6 @@ def test_settings_precedence_file_env_flag(tmp_path):
         load_settings(str(config), env={})
     with pytest.raises(ConfigError, match="base_url must be an http"):
         load_settings(env={"SYNDICATOR_BASE_URL": "ftp://x"})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
-
-
-@contextmanager
-def serve(content: Path, *args: str, env_extra: dict | None = None):
-    """`syndicator serve` as a real process (gunicorn); yields its base URL."""
-    port = free_port()
-    env = {**os.environ, "SYNDICATOR_PORT": str(port), **(env_extra or {})}
-    proc = subprocess.Popen([*SYNDICATOR, "serve", "--content", str(content), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/healthz")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_serve_runs_gunicorn_and_serves_parsable_feeds(corpus):
