@@ -42,10 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scan(settings: Settings):
-    from .index import Scanner, build_snapshot
+    from .index import build_snapshot
+    from .scheduler import make_scanner
 
-    scanner = Scanner(settings.content, site_url=settings.site_url, max_file_bytes=settings.max_file_bytes)
-    return build_snapshot(scanner.scan())
+    return build_snapshot(make_scanner(settings).scan())
 
 
 def cmd_check(settings: Settings, fmt: str) -> int:
@@ -74,6 +74,7 @@ def cmd_serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
     from .index import ScanError
+    from .web import create_app
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
@@ -86,13 +87,19 @@ def cmd_serve(settings: Settings) -> int:
             self.cfg.set("threads", 4)
             self.cfg.set("accesslog", "-")
             self.cfg.set("loglevel", settings.log_level.lower())
+            # The first scan (parallel, all cores) runs once in the master; the workers inherit the
+            # snapshot through fork instead of each parsing everything again.
+            self.cfg.set("preload_app", True)
+            self.cfg.set("post_worker_init", self.start_rescans)
 
         def load(self):
-            # Runs in each worker after the fork: every worker scans and reschedules on its own.
-            # Output is deterministic, so all workers serve the same bytes and ETags.
-            from .web import create_app
+            self.app = create_app(settings, schedule=False)
+            return self.app
 
-            return create_app(settings, schedule=True)
+        def start_rescans(self, worker):
+            # Each worker rescans on its own from the inherited scanner state: no reparse, and output is
+            # deterministic, so every worker serves the same bytes and ETags.
+            self.app.extensions["syndicator"]["rescanner"].start()
 
     log.info("serving %s on http://%s:%d/ with %d workers", settings.content, settings.host, settings.port,
              settings.workers)

@@ -44,6 +44,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hub_url", "", str, "WebSub hub to advertise and ping after feeds change"),
     Setting("max_file_bytes", 1_048_576, int, "largest item file read; larger files are reported"),
     Setting("log_level", "INFO", str, "logging level (DEBUG, INFO, WARNING, ERROR)"),
+    Setting("cache_dir", "", str, "where the parse cache lives (default: $XDG_CACHE_HOME/syndicator or "
+            "~/.cache/syndicator); 'off' disables it"),
+    Setting("parse_workers", 0, int, "processes that parse files on a cold start (0: one per CPU core)"),
+    Setting("fs_events", 1, int, "1: rescan within a second of a change when filesystem events are available "
+            "(inotify via watchdog); 0: only every interval"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 ENV_PREFIX = "SYNDICATOR_"
@@ -66,6 +71,9 @@ class Settings:
     hub_url: str = ""
     max_file_bytes: int = 1_048_576
     log_level: str = "INFO"
+    cache_dir: str = ""
+    parse_workers: int = 0
+    fs_events: int = 1
 
     def __post_init__(self) -> None:
         # Links are built as base_url + "/feeds/...", so a trailing slash would double up.
@@ -75,6 +83,22 @@ class Settings:
     @property
     def content_path(self) -> Path:
         return Path(self.content)
+
+    @property
+    def cache_file(self) -> Path | None:
+        """The parse cache of this content directory, or None when caching is off."""
+        if self.cache_dir == "off":
+            return None
+        import hashlib
+
+        base = Path(self.cache_dir) if self.cache_dir else Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "syndicator"
+        key = hashlib.sha256(os.path.realpath(self.content).encode()).hexdigest()[:16]
+        return base / f"parse-{key}.pickle"
+
+    @property
+    def workers_for_parsing(self) -> int:
+        return self.parse_workers or os.cpu_count() or 1
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -23,6 +23,10 @@ from .content import Item, Problem, TopicDef, read_item, read_topic, slugify
 log = logging.getLogger(__name__)
 RESERVED_SLUGS = frozenset({"all"})
 IGNORED_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".part", ".bak", ".orig")
+PARALLEL_THRESHOLD = 400  # below this many files to parse, starting processes costs more than it saves
+# Part of every parse cache's key: bump it when the cached classes change shape. The reader's own source
+# is hashed into the key too (ParseCache), so a changed reader never trusts results of the old one.
+CACHE_VERSION = 1
 
 
 class ScanError(Exception):
@@ -103,15 +107,73 @@ def _ignored(name: str) -> bool:
     return name.startswith((".", "#")) or name.endswith(IGNORED_SUFFIXES)
 
 
-class Scanner:
-    """Walks a content directory, reparsing only files whose (mtime, size) changed since last time."""
+def parse_file(root: str, rel: str, site_url: str, max_bytes: int) -> Any:
+    """Read and parse one file: Item, TopicDef, Problem, or None (a YAML file that is not a topic)."""
+    try:
+        with open(os.path.join(root, rel), "rb") as f:
+            raw = f.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                size = os.fstat(f.fileno()).st_size
+                return Problem(rel, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (max_file_bytes)")
+    except OSError as exc:
+        return Problem(rel, f"cannot read file: {exc.strerror}")
+    try:
+        if rel.endswith(".md"):
+            return read_item(raw, rel, site_url=site_url, max_bytes=max_bytes)
+        return read_topic(raw, rel, site_url=site_url)
+    except Exception as exc:  # a reader bug must not take the scan down; report it like bad input
+        log.exception("unexpected error reading %s", rel)
+        return Problem(rel, f"internal error while reading: {type(exc).__name__}: {exc}")
 
-    def __init__(self, root: str | os.PathLike[str], *, site_url: str = "", max_file_bytes: int = 1_048_576):
+
+def _parse_chunk(args: tuple[str, list[str], str, int]) -> list[Any]:
+    root, rels, site_url, max_bytes = args
+    return [parse_file(root, rel, site_url, max_bytes) for rel in rels]
+
+
+def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, workers: int) -> list[Any]:
+    """Parse files, in `workers` processes when there are enough of them to pay for the processes.
+
+    YAML parsing is CPU-bound and holds the GIL, so threads would not help; processes use every core.
+    """
+    if workers <= 1 or len(rels) < PARALLEL_THRESHOLD:
+        return [parse_file(root, rel, site_url, max_bytes) for rel in rels]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Many small chunks keep both cores busy to the end; each costs one pickle round trip.
+    size = max(50, len(rels) // (workers * 16))
+    chunks = [(root, rels[i:i + size], site_url, max_bytes) for i in range(0, len(rels), size)]
+    # fork: children start with everything imported. Scans that reach this size happen at start-up
+    # (before gunicorn forks workers and before the scheduler thread exists) or after mass changes.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return [result for chunk in pool.map(_parse_chunk, chunks) for result in chunk]
+
+
+class Scanner:
+    """Walks a content directory, reparsing only files whose (mtime, size) changed since last time.
+
+    With a `cache_file`, the parsed results survive restarts: a warm start reparses nothing.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, site_url: str = "", max_file_bytes: int = 1_048_576,
+                 workers: int = 1, cache_file: str | os.PathLike[str] | None = None):
         self.root = Path(root)
         self.site_url = site_url
         self.max_file_bytes = max_file_bytes
-        self._entries: dict[str, _Entry] = {}
+        self.workers = workers
+        self.cache = ParseCache(cache_file, self._cache_key()) if cache_file else None
+        self._entries: dict[str, _Entry] = self.cache.load() if self.cache else {}
         self.parse_count = 0  # total files parsed since creation; tests use it to prove incrementality
+
+    def _cache_key(self) -> str:
+        # Results depend on the reader's code and these settings; a cache made with others is not used.
+        import hashlib
+
+        from . import content
+
+        reader = hashlib.sha256(Path(content.__file__).read_bytes()).hexdigest()[:16]
+        return f"{CACHE_VERSION}|{reader}|{os.path.realpath(self.root)}|{self.site_url}|{self.max_file_bytes}"
 
     def _walk(self) -> Iterator[tuple[str, os.stat_result]]:
         try:
@@ -151,47 +213,32 @@ class Scanner:
                 except OSError:
                     continue  # vanished between listing and stat: it is simply not there
 
-    def _parse(self, rel: str) -> Any:
-        path = self.root / rel
-        try:
-            with open(path, "rb") as f:
-                raw = f.read(self.max_file_bytes + 1)
-                if len(raw) > self.max_file_bytes:
-                    size = os.fstat(f.fileno()).st_size
-                    return Problem(rel, f"file is {size:,} bytes, over the {self.max_file_bytes:,}-byte "
-                                        "limit (max_file_bytes)")
-        except OSError as exc:
-            return Problem(rel, f"cannot read file: {exc.strerror}")
-        self.parse_count += 1
-        try:
-            if rel.endswith(".md"):
-                return read_item(raw, rel, site_url=self.site_url, max_bytes=self.max_file_bytes)
-            return read_topic(raw, rel, site_url=self.site_url)
-        except Exception as exc:  # a reader bug must not take the scan down; report it like bad input
-            log.exception("unexpected error reading %s", rel)
-            return Problem(rel, f"internal error while reading: {type(exc).__name__}: {exc}")
-
     def scan(self) -> ScanResult:
         """One incremental pass. Raises ScanError only when the directory itself is unusable."""
         start = time.perf_counter()
         seen: dict[str, _Entry] = {}
-        changed = parsed = 0
+        todo: list[tuple[str, os.stat_result]] = []
         for rel, st in self._walk():
             old = self._entries.get(rel)
             if old is not None and old.mtime_ns == st.st_mtime_ns and old.size == st.st_size:
                 seen[rel] = old
-                continue
-            changed += 1
-            result = self._parse(rel)
-            parsed += 1
+            else:
+                todo.append((rel, st))
+        results = parse_many(str(self.root), [rel for rel, _ in todo], self.site_url, self.max_file_bytes,
+                             self.workers)
+        self.parse_count += len(todo)
+        for (rel, st), result in zip(todo, results, strict=True):
+            old = self._entries.get(rel)
             last_good = old.last_good if old else None
             if isinstance(result, Item | TopicDef):
                 last_good = result
             elif isinstance(result, Problem) and last_good is not None:
                 result = Problem(rel, result.reason + " (the last good version is still served)", stale=True)
             seen[rel] = _Entry(st.st_mtime_ns, st.st_size, result, last_good)
-        removed = len(set(self._entries) - set(seen))
+        removed = len(self._entries.keys() - seen.keys())
         self._entries = seen
+        if self.cache and (todo or removed):
+            self.cache.save(seen)
 
         items, defs, problems = [], [], []
         for rel in sorted(seen):
@@ -203,8 +250,65 @@ class Scanner:
                 items.append(good)
             elif isinstance(good, TopicDef):
                 defs.append(good)
-        stats = ScanStats(seen=len(seen), changed=changed, parsed=parsed, removed=removed)
+        stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=removed)
         return ScanResult(tuple(items), tuple(defs), tuple(problems), stats, time.perf_counter() - start)
+
+
+class ParseCache:
+    """Parsed results on disk, keyed by path, mtime and size, so a restart reparses nothing.
+
+    Safe to delete. Versioned: a cache from another version of the reader is ignored. Never trusted when
+    corrupt: any error while loading means starting cold. It is a pickle, so it is only read when it lives
+    in a directory and file that belong to this user and nobody else can write.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], key: str):
+        self.path = Path(path)
+        self.key = key
+
+    def load(self) -> dict[str, _Entry]:
+        import pickle
+
+        try:
+            st = self.path.stat()
+            parent = self.path.parent.stat()
+        except OSError:
+            return {}
+        uid = os.getuid()
+        if st.st_uid != uid or parent.st_uid != uid or (st.st_mode | parent.st_mode) & 0o022:
+            log.warning("parse cache %s is not private to this user; not using it", self.path)
+            return {}
+        try:
+            with open(self.path, "rb") as f:
+                data = pickle.load(f)
+            if not (isinstance(data, dict) and data.get("key") == self.key
+                    and isinstance(data.get("entries"), dict)):
+                return {}
+            entries = {rel: _Entry(*fields) for rel, fields in data["entries"].items()}
+            log.info("parse cache %s: %d files", self.path, len(entries))
+            return entries
+        except Exception as exc:  # truncated, corrupt, or written by an incompatible version
+            log.warning("parse cache %s unusable (%s); starting cold", self.path, type(exc).__name__)
+            return {}
+
+    def save(self, entries: dict[str, _Entry]) -> None:
+        import pickle
+        import tempfile
+
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data = {"key": self.key,
+                    "entries": {rel: (e.mtime_ns, e.size, e.result, e.last_good) for rel, e in entries.items()}}
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-cache-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            log.warning("cannot write parse cache %s: %s", self.path, exc)
 
 
 def _newest_first(items: list[Item]) -> tuple[Item, ...]:

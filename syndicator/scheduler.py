@@ -15,6 +15,12 @@ from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
 log = logging.getLogger(__name__)
 
 
+def make_scanner(settings: Settings) -> Scanner:
+    """A Scanner configured from settings (parse cache, parallel parsing)."""
+    return Scanner(settings.content, site_url=settings.site_url, max_file_bytes=settings.max_file_bytes,
+                   workers=settings.workers_for_parsing, cache_file=settings.cache_file)
+
+
 class Rescanner:
     """Owns the scanner state of one process and publishes snapshots to a `Publisher`."""
 
@@ -22,12 +28,12 @@ class Rescanner:
                  on_publish: Callable[[Snapshot | None, Snapshot], None] | None = None):
         self.settings = settings
         self.publisher = publisher
-        self.scanner = Scanner(settings.content, site_url=settings.site_url,
-                               max_file_bytes=settings.max_file_bytes)
+        self.scanner = make_scanner(settings)
         self.site = site  # when the public URL is known up front, feeds are rendered before publishing
         self.on_publish = on_publish
         self._lock = threading.Lock()
         self._scheduler = None
+        self._watcher: Watcher | None = None
         self.last_scan: dt.datetime | None = None
 
     def run_once(self, now: dt.datetime | None = None) -> bool:
@@ -68,7 +74,7 @@ class Rescanner:
             return False
 
     def start(self) -> None:
-        """Run the rescan every `interval` seconds in a background thread (APScheduler)."""
+        """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(daemon=True, timezone=dt.timezone.utc)
@@ -76,8 +82,73 @@ class Rescanner:
                           max_instances=1, coalesce=True, misfire_grace_time=self.settings.interval)
         scheduler.start()
         self._scheduler = scheduler
+        if self.settings.fs_events:
+            self._watcher = Watcher(self.settings.content, self.run_once)
+            self._watcher.start()
 
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+
+class Watcher:
+    """Filesystem events (inotify through watchdog) trigger a rescan within a fraction of a second.
+
+    Events only say "something changed"; the rescan itself finds out what, by (mtime, size), so a missed
+    or coalesced event costs nothing but latency, and the interval rescan remains the safety net.
+    """
+
+    DEBOUNCE = 0.05  # editors write a file in several steps; one rescan for the burst is enough
+
+    def __init__(self, root: str, rescan: Callable[[], object]):
+        self.root = root
+        self.rescan = rescan
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._observer = None
+        self._thread = threading.Thread(target=self._loop, name="fs-rescan", daemon=True)
+
+    def start(self) -> bool:
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:
+            log.info("watchdog is not installed; changes appear at the next interval rescan")
+            return False
+        wake = self._wake
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                if event.event_type not in ("opened", "closed_no_write"):
+                    wake.set()
+
+        observer = Observer()
+        try:
+            observer.schedule(Handler(), self.root, recursive=True)
+            observer.start()
+        except OSError as exc:  # no inotify, watch limit reached, directory gone
+            log.warning("filesystem events unavailable for %s (%s); rescanning every interval only",
+                        self.root, exc)
+            return False
+        self._observer = observer
+        self._thread.start()
+        return True
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait()
+            if self._stopped.is_set():
+                return
+            time.sleep(self.DEBOUNCE)
+            self._wake.clear()
+            self.rescan()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()

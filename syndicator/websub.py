@@ -51,8 +51,7 @@ class Pinger:
         self._lock_path = os.path.join(lock_dir or tempfile.gettempdir(), f"syndicator-websub-{key}.lock")
         self._lock_fd: int | None = None
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="websub-pinger", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
         self.sent: list[str] = []  # URLs the hub acknowledged, for status and tests
 
     def _is_leader(self) -> bool:
@@ -72,6 +71,11 @@ class Pinger:
         """Rescanner hook: queue pings for the feeds that changed. Cheap; never blocks on the network."""
         if old is None or not self._is_leader():
             return  # the first snapshot of a process is a start, not a change
+        if self._thread is None or not self._thread.is_alive():
+            # Started here, not in __init__: the app may be built in gunicorn's master, and threads
+            # do not survive the fork into the workers that actually rescan.
+            self._thread = threading.Thread(target=self._run, name="websub-pinger", daemon=True)
+            self._thread.start()
         for url in changed_feed_urls(old, new, self.site):
             self._queue.put(url)
 

@@ -33,6 +33,12 @@ def generate(out: Path, items: int = 40, topics: int = 6, bad: float = 0.0, seed
     return out
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Parse caches go to a scratch directory, never to the real ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 @pytest.fixture(scope="session")
 def corpus_template(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("corpus") / "c", items=60, topics=8)
