@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the feeds over HTTP (gunicorn)")
     _add_setting_flags(serve, ("content", "host", "port", "base_url", "site_url", "interval", "feed_limit",
-                               "title", "workers", "trusted_proxies", "hub_url", "max_file_bytes", "log_level"))
+                               "title", "workers", "trusted_proxies", "hub_url", "max_file_bytes", "log_level",
+                               "cache_dir", "parse_workers", "fs_events"))
 
     check = sub.add_parser("check", help="list every problem in the content directory; exit 1 if any")
     _add_setting_flags(check, ("content", "site_url", "max_file_bytes"))
@@ -36,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="print slug, name and item count of every topic")
     _add_setting_flags(topics, ("content", "site_url", "max_file_bytes"))
 
-    for p in (serve, check, topics):
+    build = sub.add_parser("build", help="write every feed, page and OPML as static files (plus .gz)")
+    _add_setting_flags(build, ("content", "base_url", "site_url", "interval", "feed_limit", "title", "hub_url",
+                               "max_file_bytes", "log_level", "cache_dir", "parse_workers", "fs_events"))
+    build.add_argument("--out", required=True, help="output path: a symlink swapped atomically to each build")
+    build.add_argument("--watch", action="store_true", help="keep rebuilding after every change")
+
+    for p in (serve, check, topics, build):
         p.add_argument("--config", default=None, help="YAML file of settings (env SYNDICATOR_CONFIG)")
     return parser
 
@@ -91,6 +98,10 @@ def cmd_serve(settings: Settings) -> int:
             # snapshot through fork instead of each parsing everything again.
             self.cfg.set("preload_app", True)
             self.cfg.set("post_worker_init", self.start_rescans)
+            # gunicorn would otherwise trust X-Forwarded-Proto from 127.0.0.1 on its own; whether any
+            # forwarded header counts is trusted_proxies' decision alone (ProxyFix in web.py).
+            self.cfg.set("secure_scheme_headers", {})
+            self.cfg.set("forwarded_allow_ips", "")
 
         def load(self):
             self.app = create_app(settings, schedule=False)
@@ -115,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"syndicator: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .export import ExportError
     from .index import ScanError
 
     try:
@@ -124,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_topics(settings)
         if args.command == "serve":
             return cmd_serve(settings)
-    except ScanError as exc:
+        if args.command == "build":
+            from .export import build
+
+            return build(settings, args.out, watch=args.watch)
+    except (ScanError, ExportError) as exc:
         print(f"syndicator: {exc}", file=sys.stderr)
         return 2
     return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Invalid(Exception):
 
 # Characters XML 1.0 forbids (C0 controls except tab/newline/CR, surrogates, U+FFFE/U+FFFF).
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_URL_FORBIDDEN = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
     ".webp": "image/webp", ".avif": "image/avif", ".svg": "image/svg+xml", ".bmp": "image/bmp",
@@ -124,15 +126,18 @@ def clean_text(value: str, limit: int = MAX_TEXT) -> str:
 
 
 def mime_type_for(url: str) -> str:
-    """Media type from a URL's extension; images of unknown type are announced as image/jpeg's parent."""
-    suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
-    return _MIME.get(suffix, "application/octet-stream")
+    """Media type from a URL's extension; application/octet-stream when the extension says nothing."""
+    path = url.split("#", 1)[0].split("?", 1)[0]
+    dot = path.rfind(".")
+    if dot == -1 or "/" in path[dot:]:
+        return "application/octet-stream"
+    return _MIME.get(path[dot:].lower(), "application/octet-stream")
 
 
 def absolute_url(value: str, site_url: str) -> str | None:
     """An http(s) URL, or None. Relative URLs resolve against `site_url` when one is configured."""
     value = value.strip()
-    if not value or any(c.isspace() for c in value) or _XML_FORBIDDEN.search(value):
+    if not value or _URL_FORBIDDEN.search(value):
         return None
     parts = urlsplit(value)
     if not parts.scheme:
@@ -379,12 +384,24 @@ def render_body(markdown_text: str) -> str:
     """Markdown to HTML, then sanitised: no script, iframe, event handlers or javascript: URLs."""
     if not markdown_text.strip():
         return ""
-    import markdown
     import nh3
 
-    html = markdown.markdown(markdown_text, extensions=["extra"], output_format="html")
+    html = _markdown().reset().convert(markdown_text)
     return clean_text(nh3.clean(html, url_schemes={"http", "https", "mailto"},
                                 link_rel="noopener noreferrer nofollow"))
+
+
+_local = threading.local()
+
+
+def _markdown():
+    """One Markdown converter per thread: building one costs more than converting a typical body."""
+    converter = getattr(_local, "markdown", None)
+    if converter is None:
+        import markdown
+
+        converter = _local.markdown = markdown.Markdown(extensions=["extra"], output_format="html")
+    return converter
 
 
 def item_from_data(data: Any, body: str, path: str, site_url: str = "") -> Item:

@@ -84,7 +84,7 @@ def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | N
     items = _items_of(snapshot, slug)
     if items is None:
         return None
-    current, archives = feeds.paginate(items, site.feed_limit)
+    current, archives = _pages(snapshot, slug, items, site.feed_limit)
     topic: Topic | None = snapshot.topics.get(slug)
     name = topic.name if topic else "All items"
     links: list[feeds.Link] = []
@@ -127,10 +127,20 @@ def memoized(snapshot: Snapshot, key: tuple, site: Site, make) -> Document:
     doc = snapshot.memo.get(key)
     if doc is None:
         doc = make()
-        bases = {k[1] for k in list(snapshot.memo)}
+        bases = snapshot.memo.setdefault(("bases",), set())
         if site in bases or len(bases) < MAX_MEMO_BASES:
+            bases.add(site)
             snapshot.memo[key] = doc
     return doc
+
+
+def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int):
+    """The RFC 5005 split of a topic, computed once per snapshot (every archive page needs it)."""
+    key = ("pages", slug, limit)
+    found = snapshot.memo.get(key)
+    if found is None:
+        found = snapshot.memo[key] = feeds.paginate(items, limit)
+    return found
 
 
 def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
@@ -172,6 +182,7 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
     for key, doc in old.memo.items():
         if key[0] != "feed":
             continue
+        new.memo.setdefault(("bases",), set()).add(key[1])
         slug = key[2]
         if slug == "all":
             unchanged = same_all

@@ -22,6 +22,7 @@ from .content import Item, Problem, TopicDef, read_item, read_topic, slugify
 
 log = logging.getLogger(__name__)
 RESERVED_SLUGS = frozenset({"all"})
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 IGNORED_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".part", ".bak", ".orig")
 PARALLEL_THRESHOLD = 400  # below this many files to parse, starting processes costs more than it saves
 # Part of every parse cache's key: bump it when the cached classes change shape. The reader's own source
@@ -84,15 +85,10 @@ class Snapshot:
     scan_seconds: float
     stats: ScanStats
     next_due: dt.datetime | None = None  # earliest future item; rebuild once it is due
+    # Newest item date of the whole site; feeds without items use it, so output stays stable.
+    newest: dt.datetime = EPOCH
     # Rendered documents, filled lazily by the documents module; a memo, not part of the value.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def newest(self) -> dt.datetime:
-        """Newest item date of the whole site; feeds without items use it, so output stays stable."""
-        if self.all_items:
-            return max(item.updated for item in self.all_items)
-        return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -399,6 +395,7 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         scan_seconds=scan.seconds,
         stats=scan.stats,
         next_due=next_due,
+        newest=max((item.updated for item in served), default=EPOCH),
     )
 
 

@@ -139,6 +139,8 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
     `schedule` starts the periodic rescan in this process."""
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
+    # Stylesheet and script change only with a release; let proxies and browsers keep them a while.
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = 3600
     check_settings(settings)
     rescanner = pinger = None
     if publisher is None:
@@ -183,6 +185,8 @@ def _routes(app: Flask) -> None:
                             content_type="text/plain; charset=utf-8")
         if exc.code == 405 and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
+        if exc.code == 404:  # a topic may appear with the next rescan, not sooner
+            response.headers["Cache-Control"] = f"public, max-age={_settings().interval}"
         return response
 
     @app.errorhandler(Exception)

@@ -1,0 +1,189 @@
+"""Static export: the same documents the server sends, written as files for nginx, object storage or a CDN.
+
+Each build writes a new generation directory beside the output and then swaps a symlink to it, so a
+reader (nginx, a sync to a bucket) sees the old tree or the new one, never a mix. Files whose bytes did
+not change are hard-linked from the previous generation, keeping their mtime, so ETags and
+Last-Modified that nginx derives from the file stay valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import documents, feeds
+from .config import Settings
+from .index import Snapshot
+
+log = logging.getLogger(__name__)
+MANIFEST = ".manifest.json"
+STATIC_FILES = ("style.css", "filter.js", "feed.xsl")
+
+
+class ExportError(Exception):
+    """The export cannot be written where asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    directory: Path  # the generation directory the output symlink now points at
+    written: int
+    unchanged: int
+    seconds: float
+
+
+def export_documents(snapshot: Snapshot, site: documents.Site, settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """Every (relative path, bytes) of the export, rendered by the same code that serves HTTP."""
+    for slug in ("all", *snapshot.topics):
+        for fmt in feeds.FORMATS:
+            yield f"feeds/{slug}.{fmt}", documents.feed_document(snapshot, site, slug, fmt).body
+            page = 1
+            while (doc := documents.feed_document(snapshot, site, slug, fmt, page)) is not None:
+                yield f"feeds/{slug}/archive/{page}.{fmt}", doc.body
+                page += 1
+    yield "topics.opml", documents.opml_document(snapshot, site).body
+    yield from _pages(snapshot, settings)
+    static = Path(__file__).parent / "static"
+    for name in STATIC_FILES:
+        yield f"static/{name}", (static / name).read_bytes()
+
+
+def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """HTML pages through the Flask app itself, so they are the server's pages byte for byte."""
+    from .index import Publisher
+    from .web import create_app
+
+    publisher = Publisher()
+    publisher.publish(snapshot)
+    client = create_app(settings, publisher=publisher).test_client()
+    # A browser-like Accept never matters for pages; plain GETs give the canonical bytes.
+    for path, url in [("index.html", "/"), *((f"topics/{slug}/index.html", f"/topics/{slug}/")
+                                            for slug in snapshot.topics)]:
+        response = client.get(url)
+        if response.status_code != 200:
+            raise ExportError(f"rendering {url} failed with HTTP {response.status_code}")
+        yield path, response.data
+
+
+def _generations(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.gen-*"))
+
+
+def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[str],
+                 progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Write every document (plus .gz siblings) into a new generation and swap `out` to it atomically."""
+    if not settings.base_url:
+        raise ExportError("a static export needs --base-url: feeds carry absolute self links")
+    started = time.perf_counter()
+    out = Path(out).absolute()
+    if out.exists() and not out.is_symlink():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            raise ExportError(f"{out} exists and is not an export (a symlink made by `syndicator build`); "
+                              "remove it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = out.resolve() if out.is_symlink() else None
+    old_manifest: dict[str, str] = {}
+    if previous is not None and (previous / MANIFEST).is_file():
+        try:
+            old_manifest = json.loads((previous / MANIFEST).read_text())
+        except (OSError, ValueError):
+            old_manifest = {}
+    gens = _generations(out)
+    number = int(gens[-1].name.rsplit("-", 1)[1]) + 1 if gens else 1
+    target = out.parent / f".{out.name}.gen-{number:06d}"
+    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
+
+    manifest: dict[str, str] = {}
+    written = unchanged = 0
+    try:
+        for count, (rel, body) in enumerate(_with_gzip(export_documents(snapshot, site, settings)), 1):
+            digest = hashlib.sha256(body).hexdigest()
+            manifest[rel] = digest
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if old_manifest.get(rel) == digest and previous is not None:
+                try:
+                    os.link(previous / rel, dest)  # same bytes: same inode, same mtime
+                    unchanged += 1
+                    continue
+                except OSError:
+                    pass  # previous generation pruned or on another filesystem: write it anew
+            with open(dest, "wb") as f:
+                f.write(body)
+            written += 1
+            if progress and count % 2000 == 0:
+                progress(f"  {count:,} files written")
+        (target / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+        for directory, _subdirs, files in os.walk(target):
+            for name in files:  # fsync so a crash after the swap cannot expose empty files
+                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+        link = out.parent / f".{out.name}.link-{number:06d}"
+        os.symlink(target.name, link)
+        os.replace(link, out)  # the atomic step: `out` now names the complete new tree
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    for old in _generations(out):
+        if old not in (target, previous):  # keep the previous tree for readers still inside it
+            shutil.rmtree(old, ignore_errors=True)
+    return ExportResult(target, written, unchanged, time.perf_counter() - started)
+
+
+def _with_gzip(docs: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
+    import gzip
+
+    for rel, body in docs:
+        yield rel, body
+        yield rel + ".gz", gzip.compress(body, compresslevel=6, mtime=0)
+
+
+def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr) -> int:
+    """`syndicator build`: scan, render, write; with `watch`, keep rebuilding after every change."""
+    from .index import Publisher
+    from .scheduler import Rescanner
+
+    def say(message: str) -> None:
+        print(message, file=stream, flush=True)
+
+    publisher = Publisher()
+    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
+    if not settings.base_url:
+        raise ExportError("a static export needs --base-url: feeds carry absolute self links")
+
+    def export(_old: Snapshot | None, new: Snapshot) -> None:
+        say(f"scanned {new.stats.seen:,} files ({new.stats.parsed:,} parsed): {len(new.all_items):,} items, "
+            f"{len(new.topics):,} topics, {len(new.problems):,} problems")
+        say(f"rendering {len(new.topics) + 1:,} topics x {len(feeds.FORMATS)} formats, pages and archives")
+        result = write_export(new, settings, out, progress=say)
+        say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged, into {out} -> "
+            f"{result.directory.name} in {result.seconds:.1f} s")
+
+    rescanner = Rescanner(settings, publisher, site=site, on_publish=export)
+    say(f"scanning {settings.content} ...")
+    started = time.perf_counter()
+    if not rescanner.run_once():
+        say(f"syndicator: {publisher.health.message or 'nothing to export'}")
+        return 2
+    say(f"done in {time.perf_counter() - started:.1f} s")
+    if not watch:
+        return 0
+    say(f"watching {settings.content} for changes (Ctrl-C to stop)")
+    rescanner.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        rescanner.stop()
+    return 0

@@ -1,0 +1,22 @@
+"""WSGI entry point for running gunicorn (or another WSGI server) directly: `syndicator.wsgi:application()`.
+
+Settings come from SYNDICATOR_* variables (and SYNDICATOR_CONFIG), read when the factory is called,
+not at import. `syndicator serve` does the same with its own flags; deploy/gunicorn.conf.py shows how.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import load_settings
+from .web import create_app
+
+
+def application() -> Flask:
+    """Build the app and run the first scan; the caller starts rescans (`start_rescans`) per process."""
+    return create_app(load_settings())
+
+
+def start_rescans(app: Flask) -> None:
+    """Start the periodic and event-driven rescans in this process (after any fork)."""
+    app.extensions["syndicator"]["rescanner"].start()

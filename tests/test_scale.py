@@ -1,0 +1,209 @@
+"""Scale features: parse cache, parallel parsing, event-driven rescans, static export."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SYNDICATOR, bump_mtime, generate, write_item
+
+from syndicator.config import Settings
+from syndicator.index import Publisher, Scanner
+from syndicator.scheduler import Rescanner, make_scanner
+from syndicator.web import create_app
+
+BASE = "https://feeds.example.com/news"
+
+
+# ----------------------------------------------------------------------------- parse cache
+
+
+def test_warm_start_reparses_nothing_and_gives_the_same_items(corpus, tmp_path):
+    cache = tmp_path / "cache" / "parse.pickle"
+    cold = Scanner(corpus, cache_file=cache)
+    first = cold.scan()
+    assert cold.parse_count == first.stats.seen > 0 and cache.is_file()
+    warm = Scanner(corpus, cache_file=cache)
+    second = warm.scan()
+    assert warm.parse_count == 0
+    assert second.items == first.items and second.problems == first.problems
+    # A file changed while the service was down is reparsed, and only that one.
+    target = sorted((corpus / "news").iterdir())[3]
+    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(target)
+    third = Scanner(corpus, cache_file=cache)
+    third.scan()
+    assert third.parse_count == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_corrupt_cache_is_never_trusted(corpus, tmp_path, damage):
+    cache = tmp_path / "cache" / "parse.pickle"
+    expected = Scanner(corpus, cache_file=cache).scan().items
+    data = cache.read_bytes()
+    cache.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(4096), "empty": b""}[damage])
+    scanner = Scanner(corpus, cache_file=cache)
+    assert scanner.scan().items == expected
+    assert scanner.parse_count == len(list((corpus / "news").iterdir())) + len(list((corpus / "topics").iterdir()))
+
+
+def test_cache_from_other_settings_or_unsafe_permissions_is_ignored(corpus, tmp_path):
+    cache = tmp_path / "cache" / "parse.pickle"
+    Scanner(corpus, cache_file=cache).scan()
+    other = Scanner(corpus, cache_file=cache, site_url="https://other.example")
+    other.scan()
+    assert other.parse_count > 0  # results depend on site_url, so the cache did not apply
+    Scanner(corpus, cache_file=cache).scan()
+    os.chmod(cache, 0o666)
+    unsafe = Scanner(corpus, cache_file=cache)
+    unsafe.scan()
+    assert unsafe.parse_count > 0
+
+
+def test_cache_is_safe_to_delete(corpus, tmp_path):
+    cache = tmp_path / "cache" / "parse.pickle"
+    items = Scanner(corpus, cache_file=cache).scan().items
+    cache.unlink()
+    assert Scanner(corpus, cache_file=cache).scan().items == items
+
+
+def test_settings_put_the_cache_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    path = Settings(content="content").cache_file
+    assert path.parent == tmp_path / "xdg" / "syndicator" and path.name.startswith("parse-")
+    assert Settings(content="content", cache_dir="off").cache_file is None
+
+
+def test_parallel_parsing_gives_the_same_result_as_serial(tmp_path):
+    corpus = generate(tmp_path / "c", items=900, topics=30, bad=0.05)
+    serial = Scanner(corpus, workers=1).scan()
+    parallel = Scanner(corpus, workers=2).scan()
+    assert parallel.items == serial.items and parallel.problems == serial.problems
+
+
+# ----------------------------------------------------------------------------- change detection
+
+
+def test_a_change_is_picked_up_by_filesystem_events_without_waiting_for_the_interval(corpus):
+    settings = Settings(content=str(corpus), interval=3600, fs_events=1)
+    publisher = Publisher()
+    rescanner = Rescanner(settings, publisher)
+    rescanner.run_once()
+    rescanner.start()
+    try:
+        write_item(corpus / "news", "event.md", title="Seen through inotify", publishedDateTime="2025-01-01T00:00:00Z",
+                   webUrl="https://x.org/event", topics=["Azure"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if any(i.title == "Seen through inotify" for i in publisher.snapshot.all_items):
+                break
+            time.sleep(0.05)
+        assert any(i.title == "Seen through inotify" for i in publisher.snapshot.all_items)
+    finally:
+        rescanner.stop()
+
+
+def test_one_changed_file_rerenders_only_its_topics(corpus):
+    settings = Settings(content=str(corpus), base_url=BASE)
+    app = create_app(settings)
+    rescanner = app.extensions["syndicator"]["rescanner"]
+    before = app.extensions["syndicator"]["publisher"].snapshot
+    write_item(corpus / "news", "one.md", title="Only Kubernetes", publishedDateTime="2025-01-01T00:00:00Z",
+               webUrl="https://x.org/one", topics=["Kubernetes"])
+    assert rescanner.run_once()
+    after = app.extensions["syndicator"]["publisher"].snapshot
+    reused = {key[2] for key, doc in after.memo.items() if key[0] == "feed" and before.memo.get(key) is doc}
+    assert reused == set(after.topics) - {"kubernetes"}
+
+
+# ----------------------------------------------------------------------------- static export
+
+
+def build(content: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*SYNDICATOR, "build", "--content", str(content), "--out", str(out), "--base-url", BASE,
+                           *extra], capture_output=True, text=True, timeout=600)
+
+
+def test_export_and_server_give_byte_identical_documents_at_20k(tmp_path):
+    content = generate(tmp_path / "c20k", items=20_000, topics=300, bad=0.01)
+    out = tmp_path / "site"
+    result = build(content, out)
+    assert result.returncode == 0, result.stderr
+    assert "rendering 301 topics" in result.stderr and "wrote" in result.stderr  # progress on the terminal
+    app = create_app(Settings(content=str(content), base_url=BASE))
+    client = app.test_client()
+    files = [p for p in out.rglob("*") if p.is_file() and p.suffix != ".gz" and p.name != ".manifest.json"]
+    assert len(files) > 301 * 3
+    checked = 0
+    for path in files:
+        rel = path.relative_to(out).as_posix()
+        url = "/" + rel.removesuffix("index.html")
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.data == path.read_bytes(), url
+        assert gzip.decompress(path.with_name(path.name + ".gz").read_bytes()) == path.read_bytes()
+        checked += 1
+    snapshot = app.extensions["syndicator"]["publisher"].snapshot
+    assert (out / "feeds" / "all" / "archive").is_dir()
+    assert checked >= (len(snapshot.topics) + 1) * 3 + len(snapshot.topics) + 1
+
+
+def test_rebuild_swaps_atomically_and_keeps_unchanged_files(corpus, tmp_path):
+    out = tmp_path / "site"
+    assert build(corpus, out).returncode == 0
+    first = out.resolve()
+    azure = out / "feeds" / "azure.rss"
+    kube = out / "feeds" / "kubernetes.rss"
+    azure_stat, kube_stat = azure.stat(), kube.stat()
+    write_item(corpus / "news", "new.md", title="Brand new", publishedDateTime="2026-01-01T00:00:00Z",
+               webUrl="https://x.org/new", topics=["Kubernetes"])
+    assert build(corpus, out).returncode == 0
+    second = out.resolve()
+    assert out.is_symlink() and second != first and first.exists()  # previous tree kept for readers
+    assert (azure.stat().st_ino, azure.stat().st_mtime_ns) == (azure_stat.st_ino, azure_stat.st_mtime_ns)
+    assert kube.stat().st_ino != kube_stat.st_ino and b"Brand new" in kube.read_bytes()
+    assert build(corpus, out).returncode == 0
+    assert not first.exists()  # only the previous generation is kept
+
+
+def test_export_needs_base_url_and_will_not_clobber_a_directory(corpus, tmp_path):
+    result = subprocess.run([*SYNDICATOR, "build", "--content", str(corpus), "--out", str(tmp_path / "x")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "needs --base-url" in result.stderr
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "precious.txt").write_text("keep me")
+    result = build(corpus, tmp_path / "real")
+    assert result.returncode == 2 and "is not an export" in result.stderr
+    assert (tmp_path / "real" / "precious.txt").read_text() == "keep me"
+
+
+def test_build_watch_keeps_the_export_current(corpus, tmp_path):
+    out = tmp_path / "site"
+    log = open(tmp_path / "watch.log", "w")
+    proc = subprocess.Popen([*SYNDICATOR, "build", "--content", str(corpus), "--out", str(out), "--base-url", BASE,
+                             "--watch", "--interval", "2"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "feeds" / "azure.atom").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        write_item(corpus / "news", "watched.md", title="Watched change", publishedDateTime="2026-01-01T00:00:00Z",
+                   webUrl="https://x.org/watched", topics=["Azure"])
+        while time.monotonic() < deadline:
+            if b"Watched change" in (out / "feeds" / "azure.atom").read_bytes():
+                break
+            time.sleep(0.1)
+        assert b"Watched change" in (out / "feeds" / "azure.atom").read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def test_make_scanner_uses_every_core_and_the_cache_by_default(tmp_path):
+    scanner = make_scanner(Settings(content=str(tmp_path)))
+    assert scanner.workers == (os.cpu_count() or 1)
+    assert scanner.cache is not None and scanner.cache.path == Settings(content=str(tmp_path)).cache_file
