@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from . import feeds
 from .content import Item
@@ -57,6 +58,26 @@ class Document:
         """Each representation (content coding, content type) has its own strong ETag."""
         suffix = ("-b" if browser else "") + ("-gz" if gzipped else "")
         return self.etag[:-1] + suffix + '"'
+
+    @cached_property
+    def all_etags(self) -> frozenset[str]:
+        """Every representation's tag, unquoted, for If-None-Match."""
+        return frozenset(self.variant_etag(gzipped=g, browser=b).strip('"') for g in (False, True)
+                         for b in (False, True))
+
+    @cached_property
+    def common_headers(self) -> tuple[tuple[str, str], ...]:
+        """Headers every response of this document carries, formatted once rather than per request."""
+        from .responses import SECURITY_HEADERS, http_date
+
+        headers = [
+            ("Last-Modified", http_date(self.last_modified)),
+            ("Cache-Control", f"public, max-age={self.max_age}, stale-while-revalidate={self.max_age}"),
+            ("Vary", "Accept, Accept-Encoding" if self.browser_type else "Accept-Encoding"),
+        ]
+        if self.links:
+            headers.append(("Link", ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in self.links)))
+        return (*headers, *SECURITY_HEADERS)
 
 
 def make_document(body: bytes, content_type: str, last_modified: dt.datetime, max_age: int,

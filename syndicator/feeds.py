@@ -257,7 +257,8 @@ def render_json(page: FeedPage) -> bytes:
     if archive_links or page.archive:
         feed["_rfc5005"] = {"archive": page.archive, **archive_links}
     feed["items"] = [_json_item(item) for item in page.items]
-    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+    # No indent: json only uses its C encoder for compact output, ~20x faster on big feeds.
+    return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _json_item(item: Item) -> dict:

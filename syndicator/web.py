@@ -5,23 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import documents, feeds
+from . import documents, feeds, responses
 from .config import Settings, check_settings
 from .index import Publisher, Snapshot
 from .scheduler import Rescanner
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 # Item images live on the publishers' hosts, so img-src allows http(s); nothing else leaves the origin.
 HTML_CSP = ("default-src 'none'; img-src https: http: data:; style-src 'self'; script-src 'self'; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -58,68 +53,60 @@ def current_site() -> documents.Site:
                           feed_limit=settings.feed_limit, interval=settings.interval)
 
 
-def _http_date(value: dt.datetime) -> str:
-    return format_datetime(value.astimezone(dt.timezone.utc).replace(microsecond=0), usegmt=True)
-
-
-def _etag_matches(header: str, doc: documents.Document) -> bool:
-    """Weak comparison (RFC 9110 13.1.2) against every representation of the document."""
-    if header.strip() == "*":
-        return True
-    ours = {doc.variant_etag(gzipped=g, browser=b).strip('"') for g in (False, True) for b in (False, True)}
-    for tag in header.split(","):
-        tag = tag.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag.strip('"') in ours:
-            return True
-    return False
-
-
-def _not_modified(doc: documents.Document) -> bool:
-    inm = request.headers.get("If-None-Match")
-    if inm is not None:  # If-None-Match wins over If-Modified-Since when both are sent
-        return _etag_matches(inm, doc)
-    ims = request.headers.get("If-Modified-Since")
-    if ims:
-        try:
-            since = parsedate_to_datetime(ims)
-        except (TypeError, ValueError, IndexError):
-            return False
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.timezone.utc)
-        return doc.last_modified.replace(microsecond=0) <= since
-    return False
-
-
-_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
-
-
-def _is_browser_navigation() -> bool:
-    """A browser asks for text/html by name and for no feed type; feed readers name feed types or */*."""
-    named = {value for value, quality in request.accept_mimetypes if quality > 0}
-    return "text/html" in named and not named.intersection(_FEED_TYPES)
-
-
 def send_document(doc: documents.Document) -> Response:
     """A response with validators, caching, gzip when accepted, and 304 when the client is current."""
-    use_gzip = request.accept_encodings["gzip"] > 0
-    browser = bool(doc.browser_type) and _is_browser_navigation()
-    headers = {
-        "ETag": doc.variant_etag(gzipped=use_gzip, browser=browser),
-        "Last-Modified": _http_date(doc.last_modified),
-        "Cache-Control": f"public, max-age={doc.max_age}, stale-while-revalidate={doc.max_age}",
-        "Vary": "Accept, Accept-Encoding" if doc.browser_type else "Accept-Encoding",
-    }
-    if doc.links:
-        headers["Link"] = ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in doc.links)
-    if _not_modified(doc):
-        return Response(status=304, headers=headers)
-    content_type = doc.browser_type if browser else doc.content_type
-    response = Response(doc.gzip if use_gzip else doc.body, content_type=content_type, headers=headers)
-    if use_gzip:
-        response.headers["Content-Encoding"] = "gzip"
+    status, headers, body = responses.respond(doc, request.headers.get)
+    response = Response(body, status=status, headers=headers)
+    if status == 304:
+        response.headers.pop("Content-Type", None)
     return response
+
+
+class FeedFastPath:
+    """WSGI middleware: GET/HEAD of a subscription feed answered straight from the snapshot.
+
+    Flask's routing and request objects cost more than the whole answer (a dict lookup and precomputed
+    headers); everything else, including any feed URL with a query string, goes on to Flask.
+    """
+
+    def __init__(self, app, settings: Settings, publisher: Publisher):
+        self.app = app
+        self.settings = settings
+        self.publisher = publisher
+        self._sites: dict[tuple[str, str, str], documents.Site] = {}
+
+    def _site(self, environ) -> documents.Site | None:
+        s = self.settings
+        if s.base_url:
+            key = ("", "", "")
+        else:
+            host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+            if not _HOST.match(host):
+                return None  # Flask answers it with a 400
+            key = (environ.get("wsgi.url_scheme", "http"), host, environ.get("SCRIPT_NAME", "").rstrip("/"))
+        site = self._sites.get(key)
+        if site is None:
+            base = s.base_url or f"{key[0]}://{key[1]}{key[2]}"
+            site = documents.Site(base, s.title, s.hub_url, s.feed_limit, s.interval)
+            if len(self._sites) < 64:  # bounded: Host headers are chosen by clients
+                self._sites[key] = site
+        return site
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
+        snapshot = self.publisher.snapshot
+        if (path.startswith("/feeds/") and method in ("GET", "HEAD") and not environ.get("QUERY_STRING")
+                and snapshot is not None):
+            slug, dot, fmt = path[7:].rpartition(".")
+            site = self._site(environ) if dot and "/" not in slug and fmt in feeds.FORMATS else None
+            doc = documents.feed_document(snapshot, site, slug, fmt) if site is not None else None
+            if doc is not None:
+                status, headers, body = responses.respond(doc, lambda name: environ.get(
+                    "HTTP_" + name.upper().replace("-", "_")))
+                start_response("200 OK" if status == 200 else "304 Not Modified", headers)
+                return [body] if method == "GET" and status == 200 else []
+        return self.app(environ, start_response)
 
 
 def _limit_param() -> int | None:
@@ -158,6 +145,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
             rescanner.run_once()
         if schedule:
             rescanner.start()
+    app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher)
     if settings.trusted_proxies and not settings.base_url:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -172,7 +160,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
 def _routes(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in responses.SECURITY_HEADERS:
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
             response.headers.setdefault("Content-Security-Policy", HTML_CSP)

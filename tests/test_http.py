@@ -162,3 +162,16 @@ def test_browsers_get_a_styled_page_and_readers_the_plain_feed(client):
     xsl = client.get("/static/feed.xsl")
     assert xsl.status_code == 200 and xsl.headers["Content-Type"] == "application/xml; charset=utf-8"
     assert b"<xsl:stylesheet" in xsl.data
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Accept-Encoding": "gzip"}, {"Accept": BROWSER_ACCEPT}, {"If-None-Match": "*"},
+    {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+])
+def test_fast_path_and_flask_answer_alike(client, headers):
+    """Plain feed URLs are answered by the WSGI fast path; with a query string Flask answers."""
+    fast = client.get("/feeds/azure.atom", headers=headers)
+    slow = client.get("/feeds/azure.atom?via=flask", headers=headers)
+    assert fast.status_code == slow.status_code
+    assert fast.data == slow.data
+    assert sorted(fast.headers.items()) == sorted(slow.headers.items())
