@@ -139,15 +139,20 @@ def absolute_url(value: str, site_url: str) -> str | None:
     value = value.strip()
     if not value or _URL_FORBIDDEN.search(value):
         return None
-    parts = urlsplit(value)
-    if not parts.scheme:
-        if not site_url or value.startswith("//"):
-            return None
-        value = urljoin(site_url.rstrip("/") + "/", value.lstrip("/"))
+    try:
         parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        if not parts.scheme:
+            if not site_url or value.startswith("//"):
+                return None
+            value = urljoin(site_url.rstrip("/") + "/", value.lstrip("/"))
+            parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:  # malformed IPv6 host or port (found by fuzzing)
         return None
-    return value
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return scheme + value[len(parts.scheme):]  # schemes are case-insensitive; readers expect lower case
 
 
 def canonical_url(url: str) -> str:
@@ -216,6 +221,10 @@ def load_yaml(text: str) -> Any:
         raise Invalid(f"invalid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:
         raise Invalid(f"front matter is nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for well-formed but impossible values (found by fuzzing:
+        # a timestamp in month 13 raises ValueError, not YAMLError).
+        raise Invalid(f"invalid YAML value: {exc}") from None
     _check_shape(data)
     return data
 

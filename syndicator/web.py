@@ -13,6 +13,8 @@ from werkzeug.exceptions import HTTPException
 from . import documents, feeds, responses
 from .config import Settings, check_settings
 from .index import Publisher, Snapshot
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .scheduler import Rescanner
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,11 @@ class FeedFastPath:
     headers); everything else, including any feed URL with a query string, goes on to Flask.
     """
 
-    def __init__(self, app, settings: Settings, publisher: Publisher):
+    def __init__(self, app, settings: Settings, publisher: Publisher, metrics: Metrics):
         self.app = app
         self.settings = settings
         self.publisher = publisher
+        self.metrics = metrics
         self._sites: dict[tuple[str, str, str], documents.Site] = {}
 
     def _site(self, environ) -> documents.Site | None:
@@ -105,6 +108,7 @@ class FeedFastPath:
                 status, headers, body = responses.respond(doc, lambda name: environ.get(
                     "HTTP_" + name.upper().replace("-", "_")))
                 start_response("200 OK" if status == 200 else "304 Not Modified", headers)
+                self.metrics.count("feed", status)
                 return [body] if method == "GET" and status == 200 else []
         return self.app(environ, start_response)
 
@@ -145,14 +149,15 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
             rescanner.run_once()
         if schedule:
             rescanner.start()
-    app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher)
+    metrics = Metrics(publisher)
+    app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher, metrics)
     if settings.trusted_proxies and not settings.base_url:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     app.extensions["syndicator"] = {"settings": settings, "publisher": publisher, "rescanner": rescanner,
-                                    "pinger": pinger}
+                                    "pinger": pinger, "metrics": metrics}
     _routes(app)
     return app
 
@@ -160,6 +165,8 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
 def _routes(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
+        route = request.url_rule.endpoint if request.url_rule is not None else "other"
+        _state()["metrics"].count(route, response.status_code)
         for name, value in responses.SECURITY_HEADERS:
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":
@@ -237,6 +244,11 @@ def _routes(app: Flask) -> None:
     @app.get("/static/feed.xsl")
     def stylesheet():
         return send_document(xsl)
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(_state()["metrics"].render(), content_type=METRICS_CONTENT_TYPE,
+                        headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz")
     def healthz():

@@ -189,3 +189,24 @@ def test_topic_definition_files():
     assert read_topic(b"name: Not a topic\n", "config/site.yaml") is None
     missing = read_topic(b"_id: x\n", "topics/x.yaml")
     assert isinstance(missing, Problem) and "name" in missing.reason
+
+
+@pytest.mark.parametrize("text, words", [
+    # Inputs the fuzzer found (fuzz/fuzz_front_matter.py): each used to raise out of the reader.
+    ("---\ntitle: x\nwhen: 2024-13-01 10:00:00\n---\n", "month must be in 1..12"),
+    ("---\ntitle: x\nwhen: 2024-01-01 10:00:61\n---\n", "second must be in 0..59"),
+])
+def test_impossible_yaml_values_are_problems(text, words):
+    result = item(text)
+    assert isinstance(result, Problem) and "invalid YAML value" in result.reason and words in result.reason
+
+
+@pytest.mark.parametrize("url", ["http://[abc/story", "https://news.example.org:99999/x", "http://x.org:port/"])
+def test_malformed_urls_are_rejected_not_raised(url):
+    result = item(BASE.replace("https://news.example.org/a-story", url) + "---\n")
+    assert isinstance(result, Problem) and "not an http(s) URL" in result.reason
+
+
+def test_url_scheme_case_is_normalised():
+    result = item(BASE.replace("https://news", "HttPs://news") + "---\n")
+    assert result.url == "https://news.example.org/a-story"
