@@ -108,8 +108,9 @@ class Invalid(Exception):
 
 # ----------------------------------------------------------------------------- text and URL helpers
 
-# Characters XML 1.0 forbids (C0 controls except tab/newline/CR, surrogates, U+FFFE/U+FFFF).
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Characters XML 1.0 forbids (C0 controls except tab/newline/CR, surrogates, U+FFFE/U+FFFF), and the C1
+# controls it discourages: readers and browsers reinterpret those as Windows-1252 (found by property tests).
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _URL_FORBIDDEN = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
