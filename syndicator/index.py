@@ -160,6 +160,7 @@ class Scanner:
         self.workers = workers
         self.cache = ParseCache(cache_file, self._cache_key()) if cache_file else None
         self._entries: dict[str, _Entry] = self.cache.load() if self.cache else {}
+        self._last: tuple[tuple[Item, ...], tuple[TopicDef, ...], tuple[Problem, ...]] | None = None
         self.parse_count = 0  # total files parsed since creation; tests use it to prove incrementality
 
     def _cache_key(self) -> str:
@@ -214,12 +215,23 @@ class Scanner:
         start = time.perf_counter()
         seen: dict[str, _Entry] = {}
         todo: list[tuple[str, os.stat_result]] = []
+        known = 0  # files seen that the last scan knew too; the rest of the old ones were removed
+        entries = self._entries
         for rel, st in self._walk():
-            old = self._entries.get(rel)
-            if old is not None and old.mtime_ns == st.st_mtime_ns and old.size == st.st_size:
-                seen[rel] = old
-            else:
-                todo.append((rel, st))
+            old = entries.get(rel)
+            if old is not None:
+                known += 1
+                if old.mtime_ns == st.st_mtime_ns and old.size == st.st_size:
+                    seen[rel] = old
+                    continue
+            todo.append((rel, st))
+        removed = len(entries) - known
+        if not todo and not removed and self._last is not None:
+            # Nothing changed: the sorted item lists of the last scan still hold (the common case, which
+            # must cost little more than the walk itself).
+            items, defs, problems = self._last
+            stats = ScanStats(seen=len(seen), changed=0, parsed=0, removed=0)
+            return ScanResult(items, defs, problems, stats, time.perf_counter() - start)
         results = parse_many(str(self.root), [rel for rel, _ in todo], self.site_url, self.max_file_bytes,
                              self.workers)
         self.parse_count += len(todo)
@@ -231,7 +243,6 @@ class Scanner:
             elif isinstance(result, Problem) and last_good is not None:
                 result = Problem(rel, result.reason + " (the last good version is still served)", stale=True)
             seen[rel] = _Entry(st.st_mtime_ns, st.st_size, result, last_good)
-        removed = len(self._entries.keys() - seen.keys())
         self._entries = seen
         if self.cache and (todo or removed):
             self.cache.save(seen)
@@ -246,8 +257,9 @@ class Scanner:
                 items.append(good)
             elif isinstance(good, TopicDef):
                 defs.append(good)
+        self._last = (tuple(items), tuple(defs), tuple(problems))
         stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=removed)
-        return ScanResult(tuple(items), tuple(defs), tuple(problems), stats, time.perf_counter() - start)
+        return ScanResult(*self._last, stats, time.perf_counter() - start)
 
 
 class ParseCache:
