@@ -8,6 +8,7 @@ Last-Modified that nginx derives from the file stay valid.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -74,23 +75,38 @@ def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]
 
 
 def _generations(out: Path) -> list[Path]:
-    return sorted(out.parent.glob(f".{out.name}.gen-*"))
+    """Generation directories beside `out`, oldest first (by number: names stop sorting at 1,000,000)."""
+    def number(path: Path) -> int:
+        suffix = path.name.rsplit("-", 1)[1]
+        return int(suffix) if suffix.isdigit() else -1
+
+    return sorted((p for p in out.parent.glob(f".{out.name}.gen-*") if number(p) >= 0), key=number)
 
 
 def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[str],
                  progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Write every document (plus .gz siblings) into a new generation and swap `out` to it atomically."""
+    """Write every document (plus .gz siblings) into a new generation and swap `out` to it atomically.
+
+    One build at a time per `out` (a lock file beside it); a second one waits for the first.
+    """
     if not settings.base_url:
         raise ExportError("a static export needs --base-url: feeds carry absolute self links")
-    started = time.perf_counter()
     out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        return _write_locked(snapshot, settings, out, progress)
+
+
+def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
+                  progress: Callable[[str], None] | None) -> ExportResult:
+    started = time.perf_counter()
     if out.exists() and not out.is_symlink():
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         else:
             raise ExportError(f"{out} exists and is not an export (a symlink made by `syndicator build`); "
                               "remove it or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
     previous = out.resolve() if out.is_symlink() else None
     old_manifest: dict[str, str] = {}
     if previous is not None and (previous / MANIFEST).is_file():
@@ -101,25 +117,37 @@ def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[
     gens = _generations(out)
     number = int(gens[-1].name.rsplit("-", 1)[1]) + 1 if gens else 1
     target = out.parent / f".{out.name}.gen-{number:06d}"
+    target.mkdir()  # fails rather than ever writing into an existing tree
     site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
 
     manifest: dict[str, str] = {}
     written = unchanged = 0
+    now = time.time()
     try:
         for count, (rel, body) in enumerate(_with_gzip(export_documents(snapshot, site, settings)), 1):
             digest = hashlib.sha256(body).hexdigest()
             manifest[rel] = digest
             dest = target / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if old_manifest.get(rel) == digest and previous is not None:
-                try:
-                    os.link(previous / rel, dest)  # same bytes: same inode, same mtime
-                    unchanged += 1
-                    continue
-                except OSError:
-                    pass  # previous generation pruned or on another filesystem: write it anew
+            if previous is not None and rel in old_manifest:
+                if old_manifest[rel] == digest:
+                    try:
+                        os.link(previous / rel, dest)  # same bytes: same inode, same mtime
+                        unchanged += 1
+                        continue
+                    except OSError:
+                        pass  # previous generation pruned or on another filesystem: write it anew
             with open(dest, "wb") as f:
                 f.write(body)
+            if previous is not None and rel in old_manifest:
+                # nginx's ETag is mtime (whole seconds) + size: a changed file must get a later second
+                # than its old version, or a same-size change within a second would keep the old ETag.
+                try:
+                    before = (previous / rel).stat().st_mtime
+                    if int(now) <= int(before):
+                        os.utime(dest, (int(before) + 1, int(before) + 1))
+                except OSError:
+                    pass
             written += 1
             if progress and count % 2000 == 0:
                 progress(f"  {count:,} files written")
@@ -150,40 +178,66 @@ def _with_gzip(docs: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]
 
 
 def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr) -> int:
-    """`syndicator build`: scan, render, write; with `watch`, keep rebuilding after every change."""
+    """`syndicator build`: scan, render, write; with `watch`, keep rebuilding after every change.
+
+    An export that fails (disk full, say) is retried at the next interval even when the content did not
+    change again; with `hub_url`, the hub hears about changed feeds after each successful swap.
+    """
+    import threading
+
     from .index import Publisher
     from .scheduler import Rescanner
 
     def say(message: str) -> None:
         print(message, file=stream, flush=True)
 
-    publisher = Publisher()
-    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
     if not settings.base_url:
         raise ExportError("a static export needs --base-url: feeds carry absolute self links")
+    publisher = Publisher()
+    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
+    pinger = None
+    if settings.hub_url:
+        from .websub import Pinger
 
-    def export(_old: Snapshot | None, new: Snapshot) -> None:
-        say(f"scanned {new.stats.seen:,} files ({new.stats.parsed:,} parsed): {len(new.all_items):,} items, "
-            f"{len(new.topics):,} topics, {len(new.problems):,} problems")
-        say(f"rendering {len(new.topics) + 1:,} topics x {len(feeds.FORMATS)} formats, pages and archives")
-        result = write_export(new, settings, out, progress=say)
-        say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged, into {out} -> "
-            f"{result.directory.name} in {result.seconds:.1f} s")
+        pinger = Pinger(settings.hub_url, site)
+    state: dict[str, Snapshot | None] = {"exported": None}
+    lock = threading.Lock()
 
-    rescanner = Rescanner(settings, publisher, site=site, on_publish=export)
+    def export(new: Snapshot) -> None:
+        with lock:
+            say(f"scanned {new.stats.seen:,} files ({new.stats.parsed:,} parsed): {len(new.all_items):,} items, "
+                f"{len(new.topics):,} topics, {len(new.problems):,} problems")
+            say(f"rendering {len(new.topics) + 1:,} topics x {len(feeds.FORMATS)} formats, pages and archives")
+            result = write_export(new, settings, out, progress=say)
+            say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged, into {out} -> "
+                f"{result.directory.name} in {result.seconds:.1f} s")
+            before, state["exported"] = state["exported"], new
+            if pinger is not None:
+                pinger.on_publish(before, new)
+
+    rescanner = Rescanner(settings, publisher, site=site, on_publish=lambda _old, new: export(new))
     say(f"scanning {settings.content} ...")
     started = time.perf_counter()
     if not rescanner.run_once():
-        say(f"syndicator: {publisher.health.message or 'nothing to export'}")
+        say(f"syndicator: build failed: {publisher.health.message or 'nothing to export'}")
         return 2
     say(f"done in {time.perf_counter() - started:.1f} s")
     if not watch:
+        if pinger is not None:
+            pinger.drain()
         return 0
     say(f"watching {settings.content} for changes (Ctrl-C to stop)")
     rescanner.start()
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(settings.interval)
+            current = publisher.snapshot
+            if current is not None and state["exported"] is not current:
+                say("retrying the export that failed")
+                try:
+                    export(current)
+                except Exception as exc:  # keep watching; the old export stays online
+                    log.error("export failed, the previous export stays online: %s", exc)
     except KeyboardInterrupt:
         rescanner.stop()
     return 0
