@@ -20,6 +20,7 @@ from .index import Snapshot, Topic
 
 ARCHIVE_MAX_AGE = 30 * 86400  # a full archive page never changes
 MAX_MEMO_BASES = 4  # distinct public base URLs memoised per snapshot; bounds memory under Host games
+PARALLEL_RENDER_THRESHOLD = 100  # topics; below this, starting processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,29 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
     return reused
 
 
-def prerender(snapshot: Snapshot, site: Site) -> int:
-    """Render every subscription feed in every format ahead of requests; returns how many were new."""
-    rendered = 0
-    for slug in ("all", *snapshot.topics):
-        for fmt in feeds.FORMATS:
-            key = ("feed", site, slug, fmt, None, None)
-            if key not in snapshot.memo:
-                feed_document(snapshot, site, slug, fmt)
-                rendered += 1
-    return rendered
+def _render_slugs(state: tuple[Snapshot, Site], slugs: list[str]) -> list[tuple[tuple, Document]]:
+    snapshot, site = state
+    return [(("feed", site, slug, fmt, None, None), feed_document(snapshot, site, slug, fmt))
+            for slug in slugs for fmt in feeds.FORMATS]
+
+
+def prerender(snapshot: Snapshot, site: Site, workers: int = 1) -> int:
+    """Render every subscription feed in every format ahead of requests; returns how many were new.
+
+    With `workers` > 1 and many feeds to render, forked processes render them (feedgen holds the GIL).
+    """
+    from .parallel import fork_map
+
+    todo = [slug for slug in ("all", *snapshot.topics)
+            if any(("feed", site, slug, fmt, None, None) not in snapshot.memo for fmt in feeds.FORMATS)]
+    if workers <= 1 or len(todo) < PARALLEL_RENDER_THRESHOLD:
+        results = _render_slugs((snapshot, site), todo)
+    else:
+        size = max(10, len(todo) // (workers * 8))
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
+        results = [pair for chunk in fork_map(_render_slugs, chunks, (snapshot, site), workers) for pair in chunk]
+    bases = snapshot.memo.setdefault(("bases",), set())
+    bases.add(site)
+    for key, doc in results:
+        snapshot.memo.setdefault(key, doc)
+    return len(results)

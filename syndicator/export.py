@@ -41,20 +41,74 @@ class ExportResult:
     seconds: float
 
 
-def export_documents(snapshot: Snapshot, site: documents.Site, settings: Settings) -> Iterator[tuple[str, bytes]]:
-    """Every (relative path, bytes) of the export, rendered by the same code that serves HTTP."""
-    for slug in ("all", *snapshot.topics):
-        for fmt in feeds.FORMATS:
-            yield f"feeds/{slug}.{fmt}", documents.feed_document(snapshot, site, slug, fmt).body
-            page = 1
-            while (doc := documents.feed_document(snapshot, site, slug, fmt, page)) is not None:
-                yield f"feeds/{slug}/archive/{page}.{fmt}", doc.body
-                page += 1
+def feed_files(snapshot: Snapshot, site: documents.Site, slug: str) -> Iterator[tuple[str, bytes]]:
+    """Every feed document of one topic (all formats, subscription and archives) as (path, bytes)."""
+    for fmt in feeds.FORMATS:
+        yield f"feeds/{slug}.{fmt}", documents.feed_document(snapshot, site, slug, fmt).body
+        page = 1
+        while (doc := documents.feed_document(snapshot, site, slug, fmt, page)) is not None:
+            yield f"feeds/{slug}/archive/{page}.{fmt}", doc.body
+            page += 1
+
+
+def other_files(snapshot: Snapshot, site: documents.Site, settings: Settings) -> Iterator[tuple[str, bytes]]:
+    """OPML, HTML pages and static files as (path, bytes), rendered by the code that serves HTTP."""
     yield "topics.opml", documents.opml_document(snapshot, site).body
     yield from _pages(snapshot, settings)
     static = Path(__file__).parent / "static"
     for name in STATIC_FILES:
         yield f"static/{name}", (static / name).read_bytes()
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a build writes and what it can reuse from the previous generation."""
+
+    directory: Path
+    previous: Path | None
+    old_manifest: dict[str, str]
+    now: float
+
+    def put(self, rel: str, body: bytes) -> tuple[str, bool]:
+        """Write one file (hard-linking unchanged bytes from the previous build); (sha256, was it new)."""
+        digest = hashlib.sha256(body).hexdigest()
+        dest = self.directory / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        known = self.previous is not None and rel in self.old_manifest
+        if known and self.old_manifest[rel] == digest:
+            try:
+                os.link(self.previous / rel, dest)  # same bytes: same inode, same mtime
+                return digest, False
+            except OSError:
+                pass  # previous generation pruned or on another filesystem: write it anew
+        with open(dest, "wb") as f:
+            f.write(body)
+        if known:
+            # nginx's ETag is mtime (whole seconds) + size: a changed file must get a later second than
+            # its old version, or a same-size change within a second would keep the old ETag.
+            try:
+                before = (self.previous / rel).stat().st_mtime
+                if int(self.now) <= int(before):
+                    os.utime(dest, (int(before) + 1, int(before) + 1))
+            except OSError:
+                pass
+        return digest, True
+
+
+def _put_all(target: _Target, files: Iterator[tuple[str, bytes]]) -> list[tuple[str, str, bool]]:
+    import gzip
+
+    results = []
+    for rel, body in files:
+        results.append((rel, *target.put(rel, body)))
+        gz = gzip.compress(body, compresslevel=6, mtime=0)
+        results.append((rel + ".gz", *target.put(rel + ".gz", gz)))
+    return results
+
+
+def _write_feeds(state: tuple[Snapshot, documents.Site, _Target], slugs: list[str]) -> list[tuple[str, str, bool]]:
+    snapshot, site, target = state
+    return [row for slug in slugs for row in _put_all(target, feed_files(snapshot, site, slug))]
 
 
 def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]]:
@@ -100,6 +154,7 @@ def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[
 
 def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
                   progress: Callable[[str], None] | None) -> ExportResult:
+    workers = settings.workers_for_parsing
     started = time.perf_counter()
     if out.exists() and not out.is_symlink():
         if out.is_dir() and not any(out.iterdir()):
@@ -122,35 +177,25 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
 
     manifest: dict[str, str] = {}
     written = unchanged = 0
-    now = time.time()
+    where = _Target(target, previous, old_manifest, time.time())
     try:
-        for count, (rel, body) in enumerate(_with_gzip(export_documents(snapshot, site, settings)), 1):
-            digest = hashlib.sha256(body).hexdigest()
+        # Feeds and archives are most of the work and independent per topic: forked processes render
+        # and write them (feedgen holds the GIL). Pages, OPML and static files follow in this process.
+        slugs = ["all", *snapshot.topics]
+        size = max(5, len(slugs) // (workers * 8))
+        chunks = [slugs[i:i + size] for i in range(0, len(slugs), size)]
+        from .parallel import fork_imap
+
+        rows: list[tuple[str, str, bool]] = []
+        for done, chunk_rows in enumerate(fork_imap(_write_feeds, chunks, (snapshot, site, where), workers), 1):
+            rows.extend(chunk_rows)
+            if progress and done % max(1, len(chunks) // 10) == 0:
+                progress(f"  feeds of {min(done * size, len(slugs)):,} of {len(slugs):,} topics written")
+        rows.extend(_put_all(where, other_files(snapshot, site, settings)))
+        for rel, digest, new in rows:
             manifest[rel] = digest
-            dest = target / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if previous is not None and rel in old_manifest:
-                if old_manifest[rel] == digest:
-                    try:
-                        os.link(previous / rel, dest)  # same bytes: same inode, same mtime
-                        unchanged += 1
-                        continue
-                    except OSError:
-                        pass  # previous generation pruned or on another filesystem: write it anew
-            with open(dest, "wb") as f:
-                f.write(body)
-            if previous is not None and rel in old_manifest:
-                # nginx's ETag is mtime (whole seconds) + size: a changed file must get a later second
-                # than its old version, or a same-size change within a second would keep the old ETag.
-                try:
-                    before = (previous / rel).stat().st_mtime
-                    if int(now) <= int(before):
-                        os.utime(dest, (int(before) + 1, int(before) + 1))
-                except OSError:
-                    pass
-            written += 1
-            if progress and count % 2000 == 0:
-                progress(f"  {count:,} files written")
+            written += new
+            unchanged += not new
         (target / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
         for directory, _subdirs, files in os.walk(target):
             for name in files:  # fsync so a crash after the swap cannot expose empty files
@@ -167,14 +212,6 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
         if old not in (target, previous):  # keep the previous tree for readers still inside it
             shutil.rmtree(old, ignore_errors=True)
     return ExportResult(target, written, unchanged, time.perf_counter() - started)
-
-
-def _with_gzip(docs: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, bytes]]:
-    import gzip
-
-    for rel, body in docs:
-        yield rel, body
-        yield rel + ".gz", gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr) -> int:

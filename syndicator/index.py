@@ -122,8 +122,8 @@ def parse_file(root: str, rel: str, site_url: str, max_bytes: int) -> Any:
         return Problem(rel, f"internal error while reading: {type(exc).__name__}: {exc}")
 
 
-def _parse_chunk(args: tuple[str, list[str], str, int]) -> list[Any]:
-    root, rels, site_url, max_bytes = args
+def _parse_chunk(options: tuple[str, str, int], rels: list[str]) -> list[Any]:
+    root, site_url, max_bytes = options
     return [parse_file(root, rel, site_url, max_bytes) for rel in rels]
 
 
@@ -133,17 +133,13 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
     YAML parsing is CPU-bound and holds the GIL, so threads would not help; processes use every core.
     """
     if workers <= 1 or len(rels) < PARALLEL_THRESHOLD:
-        return [parse_file(root, rel, site_url, max_bytes) for rel in rels]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+        return _parse_chunk((root, site_url, max_bytes), rels)
+    from .parallel import fork_map
 
     # Many small chunks keep both cores busy to the end; each costs one pickle round trip.
     size = max(50, len(rels) // (workers * 16))
-    chunks = [(root, rels[i:i + size], site_url, max_bytes) for i in range(0, len(rels), size)]
-    # fork: children start with everything imported. Scans that reach this size happen at start-up
-    # (before gunicorn forks workers and before the scheduler thread exists) or after mass changes.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return [result for chunk in pool.map(_parse_chunk, chunks) for result in chunk]
+    chunks = [rels[i:i + size] for i in range(0, len(rels), size)]
+    return [r for chunk in fork_map(_parse_chunk, chunks, (root, site_url, max_bytes), workers) for r in chunk]
 
 
 class Scanner:

@@ -54,7 +54,8 @@ class Rescanner:
                     return False
                 snapshot = build_snapshot(scan, now=now, previous=previous)
                 reused = documents.carry_over(snapshot, previous)
-                rendered = documents.prerender(snapshot, self.site) if self.site else 0
+                rendered = (documents.prerender(snapshot, self.site, self.settings.workers_for_parsing)
+                            if self.site else 0)
                 self.publisher.publish(snapshot)
                 self.publisher.touch(now, scan.seconds)
                 log.info("rescan files=%d changed=%d parsed=%d removed=%d items=%d topics=%d problems=%d "

@@ -1,0 +1,44 @@
+"""Fork-based parallel map for CPU-bound work (YAML parsing, feed rendering) that holds the GIL.
+
+Children are forked, so they start with everything imported and with `state` (a snapshot, say) already in
+memory: nothing big is pickled on the way in, only each task's arguments and its results. Used at
+start-up and for exports, before gunicorn forks its workers and before any scheduler thread exists;
+a fork from a threaded process is safe here because children only compute and return.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+_state: Any = None  # set in each child by the pool's initializer; never in the parent
+
+
+def _init(state: Any) -> None:
+    global _state
+    _state = state
+
+
+def _call(args: tuple[Callable[[Any, T], R], T]) -> R:
+    func, task = args
+    return func(_state, task)
+
+
+def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, workers: int) -> Iterator[R]:
+    """func(state, task) for each task, in order, computed in `workers` forked processes as they finish."""
+    tasks = list(tasks)
+    if workers <= 1 or len(tasks) <= 1:
+        yield from (func(state, task) for task in tasks)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(state,)) as pool:
+        yield from pool.map(_call, [(func, task) for task in tasks])
+
+
+def fork_map(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, workers: int) -> list[R]:
+    """[func(state, task) for task in tasks], computed in `workers` forked processes."""
+    return list(fork_imap(func, tasks, state, workers))
