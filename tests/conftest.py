@@ -131,9 +131,14 @@ def serve(content: Path, *args: str, env_extra: dict | None = None, log: Path | 
             wait_http(base + "/healthz", proc=proc, log=log)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (a graceful shutdown for gunicorn and nginx), then SIGKILL if it takes over 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

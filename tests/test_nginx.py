@@ -25,36 +25,60 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port, parse, serve, wait_http
+from conftest import ROOT, free_port, parse, serve, stop, wait_http
 
 SITE = ROOT / "deploy" / "nginx-proxy.conf"
 PREFIX = "/news"  # the location deploy/nginx-proxy.conf serves the app under
 FEED = "/feeds/azure.atom"
 
 
-def nginx_binary() -> str:
+def nginx_binary(site: Path = SITE) -> str:
     """The nginx executable. Missing nginx fails rather than skips: a skip would ship an untested config."""
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if found is None:
-        pytest.fail("nginx is not installed; these tests run deploy/nginx-proxy.conf under a real nginx. "
+        pytest.fail(f"nginx is not installed; these tests run deploy/{site.name} under a real nginx. "
                     "On Debian: apt-get install -y --no-install-recommends nginx", pytrace=False)
     return found
 
 
+def adapt(site: Path, swaps: dict[str, str]) -> str:
+    """A deploy/ site file with a few literal values swapped for the test's; each must occur exactly once."""
+    text = site.read_text(encoding="utf-8")
+    for old, new in swaps.items():
+        count = text.count(old)
+        assert count == 1, f"{site.name} must contain {old!r} exactly once for this test to adapt it; found {count}"
+        text = text.replace(old, new)
+    return text
+
+
 def render_site(app_port: int, port: int, cache: Path) -> str:
     """deploy/nginx-proxy.conf with its listen lines, upstream and cache directory swapped for the test's."""
-    text = SITE.read_text(encoding="utf-8")
-    swaps = {
+    return adapt(SITE, {
         "listen 80;": f"listen 127.0.0.1:{port};",
         "listen [::]:80;": "",
         "server 127.0.0.1:8080;": f"server 127.0.0.1:{app_port};",
         "proxy_cache_path /var/cache/nginx-syndicator ": f'proxy_cache_path "{cache}" ',
-    }
-    for old, new in swaps.items():
-        count = text.count(old)
-        assert count == 1, f"{SITE.name} must contain {old!r} exactly once for this test to adapt it; found {count}"
-        text = text.replace(old, new)
-    return text
+    })
+
+
+@contextmanager
+def nginx_running(site: Path, site_text: str, root: Path, health_url: str) -> Iterator[subprocess.Popen]:
+    """nginx in the foreground with `site_text` (checked by `nginx -t` first), until the block ends."""
+    binary = nginx_binary(site)
+    conf = write_main_config(root, site_text)
+    error_log = root / "error.log"
+    command = [binary, "-p", f"{root}/", "-e", str(error_log), "-c", str(conf)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    # A warning means nginx read the file differently from what it says (e.g. a duplicate type).
+    assert "[warn]" not in checked.stderr, checked.stderr
+    with open(root / "nginx.out", "wb") as out:
+        proc = subprocess.Popen([*command, "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(health_url, timeout=30, proc=proc, log=error_log)
+        yield proc
+    finally:
+        stop(proc)  # SIGTERM: nginx's fast shutdown, cache manager and loader included
 
 
 def write_main_config(root: Path, site: str) -> Path:
@@ -85,28 +109,10 @@ http {{
 @contextmanager
 def run_nginx(app_port: int, root: Path) -> Iterator[str]:
     """nginx in the foreground with the deploy site in front of `app_port`; yields the public base URL."""
-    binary = nginx_binary()
     port = free_port()
-    conf = write_main_config(root, render_site(app_port, port, root / "cache"))
-    error_log = root / "error.log"
-    command = [binary, "-p", f"{root}/", "-e", str(error_log), "-c", str(conf)]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-    assert checked.returncode == 0, checked.stderr
-    # A warning means nginx read the file differently from what it says (e.g. a duplicate gzip type).
-    assert "[warn]" not in checked.stderr, checked.stderr
-    with open(root / "nginx.out", "wb") as out:
-        proc = subprocess.Popen([*command, "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
     public = f"http://127.0.0.1:{port}{PREFIX}"
-    try:
-        wait_http(public + "/healthz", timeout=30, proc=proc, log=error_log)
+    with nginx_running(SITE, render_site(app_port, port, root / "cache"), root, public + "/healthz"):
         yield public
-    finally:
-        proc.terminate()  # SIGTERM: nginx's fast shutdown, cache manager and loader included
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -26,8 +25,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SYNDICATOR, free_port, parse, wait_http, write_item
-from test_nginx import Reply, fetch, write_main_config
+from conftest import ROOT, SYNDICATOR, free_port, parse, write_item
+from test_nginx import Reply, adapt, fetch, nginx_running
 
 from syndicator.config import Settings
 from syndicator.web import create_app
@@ -50,54 +49,21 @@ FIREFOX = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 READER = "application/atom+xml, application/rss+xml;q=0.9, application/xml;q=0.8, */*;q=0.5"
 
 
-def nginx_binary() -> str:
-    """The nginx executable. Missing nginx fails rather than skips: a skip would ship an untested config."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-    if found is None:
-        pytest.fail("nginx is not installed; these tests run deploy/nginx-static.conf under a real nginx. "
-                    "On Debian: apt-get install -y --no-install-recommends nginx", pytrace=False)
-    return found
-
-
 def render_site(port: int, export: Path) -> str:
     """deploy/nginx-static.conf with its listen lines and root swapped for the test's."""
-    text = SITE.read_text(encoding="utf-8")
-    swaps = {
+    return adapt(SITE, {
         "listen 80;": f"listen 127.0.0.1:{port};",
         "listen [::]:80;": "",
         "root /srv/syndicator/export;": f'root "{export}";',
-    }
-    for old, new in swaps.items():
-        count = text.count(old)
-        assert count == 1, f"{SITE.name} must contain {old!r} exactly once for this test to adapt it; found {count}"
-        text = text.replace(old, new)
-    return text
+    })
 
 
 @contextmanager
 def run_nginx(port: int, export: Path, root: Path) -> Iterator[str]:
     """nginx in the foreground serving `export` (the symlink) on `port`; yields the base URL."""
-    binary = nginx_binary()
-    conf = write_main_config(root, render_site(port, export))
-    error_log = root / "error.log"
-    command = [binary, "-p", f"{root}/", "-e", str(error_log), "-c", str(conf)]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-    assert checked.returncode == 0, checked.stderr
-    # A warning means nginx read the file differently from what it says (e.g. a duplicate charset type).
-    assert "[warn]" not in checked.stderr, checked.stderr
-    with open(root / "nginx.out", "wb") as out:
-        proc = subprocess.Popen([*command, "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/", timeout=30, proc=proc, log=error_log)
+    with nginx_running(SITE, render_site(port, export), root, base + "/"):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
