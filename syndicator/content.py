@@ -100,6 +100,9 @@ class Problem:
     path: str
     reason: str
     stale: bool = field(default=False, compare=False)  # an older good version is still served
+    # The file could not be read at all (permissions, I/O): retried at every scan, because fixing that
+    # (chmod, a remount) does not change the file's mtime or size.
+    transient: bool = field(default=False, compare=False)
 
 
 class Invalid(Exception):

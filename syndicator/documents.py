@@ -201,7 +201,8 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
     reused = 0
     same_all = new.all_items == old.all_items
     same_newest = new.newest == old.newest
-    for key, doc in old.memo.items():
+    # A copy: request threads keep adding documents to the old snapshot's memo while this runs.
+    for key, doc in list(old.memo.items()):
         if key[0] != "feed":
             continue
         new.memo.setdefault(("bases",), set()).add(key[1])

@@ -112,7 +112,7 @@ def parse_file(root: str, rel: str, site_url: str, max_bytes: int) -> Any:
                 size = os.fstat(f.fileno()).st_size
                 return Problem(rel, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (max_file_bytes)")
     except OSError as exc:
-        return Problem(rel, f"cannot read file: {exc.strerror}")
+        return Problem(rel, f"cannot read file: {exc.strerror or exc}", transient=True)
     try:
         if rel.endswith(".md"):
             return read_item(raw, rel, site_url=site_url, max_bytes=max_bytes)
@@ -237,8 +237,11 @@ class Scanner:
             if isinstance(result, Item | TopicDef):
                 last_good = result
             elif isinstance(result, Problem) and last_good is not None:
-                result = Problem(rel, result.reason + " (the last good version is still served)", stale=True)
-            seen[rel] = _Entry(st.st_mtime_ns, st.st_size, result, last_good)
+                result = Problem(rel, result.reason + " (the last good version is still served)", stale=True,
+                                 transient=result.transient)
+            # An unreadable file is remembered with an impossible mtime, so the next scan tries it again.
+            mtime = -1 if isinstance(result, Problem) and result.transient else st.st_mtime_ns
+            seen[rel] = _Entry(mtime, st.st_size, result, last_good)
         self._entries = seen
         if self.cache and (todo or removed):
             self.cache.save(seen)

@@ -34,6 +34,7 @@ class Rescanner:
         self._lock = threading.Lock()
         self._scheduler = None
         self._watcher: Watcher | None = None
+        self._failed = False  # the last run failed after scanning: the next one must rebuild
         self.last_scan: dt.datetime | None = None
 
     def run_once(self, now: dt.datetime | None = None) -> bool:
@@ -44,8 +45,10 @@ class Rescanner:
                 scan = self.scanner.scan()
                 now = now or dt.datetime.now(dt.timezone.utc)
                 previous = self.publisher.snapshot
-                unchanged = (previous is not None and scan.stats.changed == 0 and scan.stats.removed == 0
-                             and (previous.next_due is None or now < previous.next_due))
+                # After a failed rescan the scanner has already taken in the changes it saw, so "no
+                # change" now would be wrong: rebuild until a snapshot has been published again.
+                unchanged = (previous is not None and not self._failed and scan.stats.changed == 0
+                             and scan.stats.removed == 0 and (previous.next_due is None or now < previous.next_due))
                 self.last_scan = now
                 if unchanged:
                     self.publisher.touch(now, scan.seconds)
@@ -58,6 +61,7 @@ class Rescanner:
                             if self.site else 0)
                 self.publisher.publish(snapshot)
                 self.publisher.touch(now, scan.seconds)
+                self._failed = False
                 log.info("rescan files=%d changed=%d parsed=%d removed=%d items=%d topics=%d problems=%d "
                          "reused=%d rendered=%d seconds=%.3f published=yes",
                          scan.stats.seen, scan.stats.changed, scan.stats.parsed, scan.stats.removed,
@@ -72,6 +76,7 @@ class Rescanner:
             except Exception as exc:  # the last good feeds must stay online whatever went wrong
                 log.exception("rescan failed, keeping the last snapshot online")
                 self.publisher.fail(f"{type(exc).__name__}: {exc}")
+            self._failed = True
             return False
 
     def start(self) -> None:
