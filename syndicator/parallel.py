@@ -9,6 +9,7 @@ a fork from a threaded process is safe here because children only compute and re
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +22,24 @@ _state: Any = None  # set in each child by the pool's initializer; never in the 
 def _init(state: Any) -> None:
     global _state
     _state = state
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this child when its parent dies (a killed build must not leave workers behind:
+    they hold the pool's pipes open, so they would otherwise wait forever)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the pool still ends its workers on any orderly exit
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _call(args: tuple[Callable[[Any, T], R], T]) -> R:
