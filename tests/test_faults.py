@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SYNDICATOR, bump_mtime, free_port, generate, parse, serve, wait_http, write_item
+from conftest import ROOT, SYNDICATOR, bump_mtime, free_port, generate, parse, serve, stop, wait_http, write_item
 
 from syndicator.config import Settings
 from syndicator.index import Publisher
@@ -245,12 +245,7 @@ def serve_without_read_override(content: Path, *args: str):
             wait_http(base + "/healthz", proc=proc, log=log)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def assert_unreadable_for_the_server(path: Path) -> None:
