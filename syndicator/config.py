@@ -5,7 +5,6 @@ Nothing here runs at import time; callers build a `Settings` with `load_settings
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,8 +99,6 @@ class Settings:
     def workers_for_parsing(self) -> int:
         return self.parse_workers or os.cpu_count() or 1
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

@@ -476,11 +476,6 @@ def read_item(raw: bytes, path: str, *, site_url: str = "", max_bytes: int = 1_0
         return Problem(path, str(exc))
 
 
-def is_topic_file(path: str) -> bool:
-    """YAML files in a `topics/` folder are topic definitions; others only if they say taxonomy: topic."""
-    return path.endswith((".yaml", ".yml"))
-
-
 def read_topic(raw: bytes, path: str, *, site_url: str = "") -> TopicDef | Problem | None:
     """A topic definition, a Problem, or None when the YAML file is not a topic definition at all."""
     in_topics_dir = "topics" in PurePosixPath(path).parts[:-1]

@@ -81,7 +81,6 @@ class Snapshot:
     topics: MappingProxyType  # slug -> Topic, sorted by slug
     all_items: tuple[Item, ...]  # newest first
     problems: tuple[Problem, ...]
-    scanned_at: dt.datetime
     scan_seconds: float
     stats: ScanStats
     next_due: dt.datetime | None = None  # earliest future item; rebuild once it is due
@@ -402,7 +401,6 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         topics=MappingProxyType(topics),
         all_items=_newest_first(served),
         problems=tuple(sorted(problems, key=lambda p: (p.path, p.reason))),
-        scanned_at=now,
         scan_seconds=scan.seconds,
         stats=scan.stats,
         next_due=next_due,

@@ -88,3 +88,12 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for s in SETTINGS:
         assert f"| `{s.name}` | `--{s.name.replace('_', '-')}` | `SYNDICATOR_{s.name.upper()}` |" in readme, s.name
+
+
+def test_settings_dataclass_agrees_with_the_settings_table():
+    import dataclasses
+
+    from syndicator.config import SETTINGS, Settings
+
+    fields = {f.name: f.default for f in dataclasses.fields(Settings)}
+    assert fields == {s.name: s.default for s in SETTINGS}
