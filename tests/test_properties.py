@@ -16,7 +16,9 @@ from syndicator.content import Image, Item, Problem, Provider, Related, TopicDef
 UTC = dt.timezone.utc
 FIELDS = ["title", "excerpt", "publishedDateTime", "updatedDateTime", "webUrl", "originalUrl", "provider",
           "topics", "images", "related", "published", "id"]
-QUICK = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same examples every run, so CI never fails by chance. To explore further, set
+# derandomize=False and raise max_examples locally.
+QUICK = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 # YAML-representable values of any shape, as a hostile or careless author might write them.
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40),
@@ -100,6 +102,15 @@ def normalise(value: str) -> str:
     return " ".join(value.split())
 
 
+def as_feedparser_shows(value: str) -> str:
+    """feedparser "repairs" text that looks double-encoded (all Latin-1 that is valid UTF-8 once re-encoded,
+    e.g. 'Â¡' becomes '¡'; feedparser/mixin.py, pop()). Our bytes carry the text exactly; this models the client."""
+    try:
+        return value.encode("iso-8859-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 @QUICK
 @given(st.lists(items, min_size=1, max_size=5, unique_by=lambda i: i.id))
 def test_every_format_parses_and_round_trips(entries):
@@ -108,6 +119,11 @@ def test_every_format_parses_and_round_trips(entries):
         parsed = parse(feeds.render(page, fmt))
         assert [e.id for e in parsed.entries] == [i.id for i in entries]
         assert [e.link for e in parsed.entries] == [i.url for i in entries]
-        assert [normalise(shown(e.title_detail)) for e in parsed.entries] == [normalise(i.title) for i in entries]
+        assert [normalise(shown(e.title_detail)) for e in parsed.entries] == [
+            normalise(as_feedparser_shows(i.title)) for i in entries]
+    # A strict XML parser sees every title exactly as written, character for character.
+    from lxml import etree
+
+    assert etree.fromstring(feeds.render_rss(page)).xpath("//item/title/text()") == [i.title for i in entries]
     data = json.loads(feeds.render_json(page))
     assert [(e["id"], e["url"], e["title"]) for e in data["items"]] == [(i.id, i.url, i.title) for i in entries]
