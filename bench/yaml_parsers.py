@@ -17,8 +17,14 @@ For every candidate that imports (missing ones are skipped with a note) this scr
     .venv/bin/python bench/yaml_parsers.py --only pyyaml-c,yaml-rs --repeats 5
 
 Corpora are generated with tools/gen_corpus.py under bench/work/ (gitignored) and reused when present.
-A JSON copy of the results goes to bench/work/yaml_parsers-<items>.json. Candidates are installed by hand
-into the venv (they are not project dependencies); see the CANDIDATES table for the PyPI names.
+A JSON copy of the results goes to bench/work/yaml_parsers-<items>.json. Candidates are not project
+dependencies; install the ones to compare by hand (all from manylinux wheels except pyfastyaml, an sdist):
+
+    .venv/bin/pip install rapidyaml yaml-rs fastyaml-rs pyyaml-rs oryaml rustyyaml ryaml xoryaml py-yaml12 \
+        pyrs-yaml rs-turboyaml pyfastyaml 'ruamel.yaml[oldlibyaml]' saneyaml strictyaml
+
+Timings are CPU time (time.process_time) pinned to one core; on a shared machine they still wander by
+~30 %, which is why each candidate's speed is paired with CSafeLoader on the same chunks at the same time.
 """
 
 from __future__ import annotations
