@@ -11,8 +11,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -142,3 +144,22 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Call `check` until it returns something truthy; fail after `timeout` seconds.
+
+    `check` may return an (ok, detail) pair: the detail of the last call goes into the failure message,
+    and poll returns the detail of the successful one.
+    """
+    deadline = time.monotonic() + timeout
+    detail: Any = None
+    while True:
+        result = check()
+        if isinstance(result, tuple) and len(result) == 2:
+            result, detail = result
+        if result:
+            return detail if detail is not None else result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:.0f} s; last seen: {detail!r}")
+        time.sleep(interval)

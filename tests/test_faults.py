@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SYNDICATOR, bump_mtime, free_port, generate, parse, serve, stop, wait_http, write_item
+from conftest import ROOT, SYNDICATOR, bump_mtime, free_port, generate, parse, poll, serve, stop, wait_http, write_item
 
 from syndicator.config import Settings
 from syndicator.index import Publisher
@@ -44,25 +44,6 @@ BASE = "http://feeds.test"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call `check` until it returns something truthy; fail after `timeout` seconds.
-
-    `check` may return an (ok, detail) pair: the detail of the last call goes into the failure message,
-    and poll returns the detail of the successful one.
-    """
-    deadline = time.monotonic() + timeout
-    detail: Any = None
-    while True:
-        result = check()
-        if isinstance(result, tuple) and len(result) == 2:
-            result, detail = result
-        if result:
-            return detail if detail is not None else result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:.0f} s; last seen: {detail!r}")
-        time.sleep(interval)
 
 
 def etag_of(body: bytes) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SYNDICATOR, bump_mtime, generate, write_item
+from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
 from syndicator.index import Publisher, Scanner
@@ -97,12 +97,8 @@ def test_a_change_is_picked_up_by_filesystem_events_without_waiting_for_the_inte
     try:
         write_item(corpus / "news", "event.md", title="Seen through inotify", publishedDateTime="2025-01-01T00:00:00Z",
                    webUrl="https://x.org/event", topics=["Azure"])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if any(i.title == "Seen through inotify" for i in publisher.snapshot.all_items):
-                break
-            time.sleep(0.05)
-        assert any(i.title == "Seen through inotify" for i in publisher.snapshot.all_items)
+        poll(lambda: any(i.title == "Seen through inotify" for i in publisher.snapshot.all_items), 20,
+             "an inotify-triggered rescan publishes the new file", interval=0.05)
     finally:
         rescanner.stop()
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import time
 
-from conftest import bump_mtime, parse, write_item
+from conftest import bump_mtime, parse, poll, write_item
 
 from syndicator.config import Settings
 from syndicator.index import Publisher
@@ -155,12 +154,8 @@ def test_real_scheduler_picks_up_a_new_file(corpus):
     try:
         write_item(corpus / "news", "sched.md", title="Scheduled story", publishedDateTime="2025-06-01T00:00:00Z",
                    webUrl="https://x.org/sched", topics=["Azure"])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if b"Scheduled story" in client.get("/feeds/azure.rss").data:
-                break
-            time.sleep(0.1)
-        assert b"Scheduled story" in client.get("/feeds/azure.rss").data
+        poll(lambda: b"Scheduled story" in client.get("/feeds/azure.rss").data, 30,
+             "the scheduler's rescan publishes the new file")
     finally:
         rescanner.stop()
 
