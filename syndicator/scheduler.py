@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import documents
+from . import documents, heap
 from .config import Settings
 from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
 
@@ -55,11 +55,13 @@ class Rescanner:
                     log.info("rescan files=%d changed=0 parsed=0 problems=%d seconds=%.3f published=no",
                              scan.stats.seen, len(previous.problems), time.perf_counter() - started)
                     return False
-                snapshot = build_snapshot(scan, now=now, previous=previous)
-                reused = documents.carry_over(snapshot, previous)
-                rendered = (documents.prerender(snapshot, self.site, self.settings.workers_for_parsing)
-                            if self.site else 0)
+                with heap.paused():
+                    snapshot = build_snapshot(scan, now=now, previous=previous)
+                    reused = documents.carry_over(snapshot, previous)
+                    rendered = (documents.prerender(snapshot, self.site, self.settings.workers_for_parsing)
+                                if self.site else 0)
                 self.publisher.publish(snapshot)
+                heap.settle()
                 self.publisher.touch(now, scan.seconds)
                 self._failed = False
                 log.info("rescan files=%d changed=%d parsed=%d removed=%d items=%d topics=%d problems=%d "
