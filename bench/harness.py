@@ -433,6 +433,20 @@ def tree_memory_mb(pid: int) -> tuple[float, float, int]:
     return rss / 1024, hwm / 1024, len(pids)
 
 
+def tree_pss_mb(pid: int) -> float:
+    """Sum of current PSS over the process tree, in MB: forked workers share the master's pages, which
+    a sum of RSS counts once per process and PSS splits between them."""
+    pss = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return pss / 1024
+
+
 # ------------------------------------------------------------------------------------------------ wrk
 
 @dataclass

@@ -46,6 +46,7 @@ from harness import (
     timed_run,
     tree_cpu_seconds,
     tree_memory_mb,
+    tree_pss_mb,
     wait_http,
     wait_idle,
 )
@@ -139,7 +140,8 @@ def _serve(ctx: Context, syndicator: list[str], finding: str) -> None:
         ctx.record("serve.main.cold", healthy, "s", f"all workers done after ~{idle:.0f} s, CPU {cpu:.0f} s"
                    + (f"; {finding}" if finding else ""))
         ctx.record("serve.main.rss", peak, "MB",
-                   f"sum of peak RSS of {processes} processes (gunicorn master + workers); now {rss:,.0f} MB")
+                   f"sum of peak RSS of {processes} processes (gunicorn master + workers; shared pages "
+                   f"counted in each); now {rss:,.0f} MB RSS, {tree_pss_mb(proc.pid):,.0f} MB PSS")
         ctx.record("serve.main.per_item", healthy / corpus.items * 1e6, "µs/item",
                    "time to healthy / items")
 

@@ -4,7 +4,11 @@ A 100k-item snapshot is millions of small objects. CPython's collector runs when
 outnumber frees by a threshold, and each full collection walks every tracked object: loading a parse
 cache or a scan's results triggered dozens of full collections (measured: cache load 7-10 s with the
 collector on, 2.2 s with it paused). Our model objects are immutable trees without reference cycles,
-so reference counting frees them; the cyclic collector has nothing to find in them.
+so reference counting frees them; the cyclic collector has nothing to find in them. What a paused
+block keeps is frozen (moved out of the collector's sight), so later collections, per request, skip it,
+and forked workers do not copy pages just to update collector bookkeeping. The price: a reference cycle
+alive at the end of bulk work (the model has none; a request in flight on another thread might) is
+never collected: a few kilobytes at most per published snapshot.
 """
 
 from __future__ import annotations
@@ -35,13 +39,7 @@ def paused() -> Iterator[None]:
             with _lock:
                 _depth -= 1
                 if _depth == 0:
+                    # What the bulk work kept is long-lived; left to the collector, the first allocation
+                    # after enable() would start a full collection walking all of it (~1 s at 100k items).
+                    gc.freeze()
                     gc.enable()
-
-
-def settle() -> None:
-    """After publishing a snapshot: collect young garbage once, then move every surviving object to
-    the permanent generation, so later collections (per request) skip the snapshot's millions of objects,
-    and forked workers do not copy pages just to update collector bookkeeping. Objects of an old
-    snapshot are still freed by reference counting when it is dropped."""
-    gc.collect(1)
-    gc.freeze()

@@ -29,7 +29,7 @@ IGNORED_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".part", ".bak", ".orig
 PARALLEL_THRESHOLD = 400  # below this many files to parse, starting processes costs more than it saves
 # Part of every parse cache's key: bump it when the cached classes change shape. The reader's own source
 # is hashed into the key too (ParseCache), so a changed reader never trusts results of the old one.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 class ScanError(Exception):
@@ -74,6 +74,9 @@ class ScanResult:
     problems: tuple[Problem, ...]
     stats: ScanStats
     seconds: float
+    # Served items that went away and came in since the previous scan of the same Scanner (edits are
+    # both); None when unknown (a first scan). Lets build_snapshot patch the previous snapshot.
+    delta: tuple[tuple[Item, ...], tuple[Item, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,16 @@ class Snapshot:
     newest: dt.datetime = EPOCH
     # Rendered documents, filled lazily by the documents module; a memo, not part of the value.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # What build_snapshot needs to patch this snapshot for a few changed items (see _Basis).
+    basis: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _Basis:
+    defs: tuple[TopicDef, ...]  # the definitions the snapshot was built with
+    slug_of: dict[str, str]  # topic name as written -> slug
+    by_id: dict[str, Item]  # every item by id, served or not (drafts, future)
+    clean: bool  # no problems of its own (duplicate ids, slug collisions) that a change could resolve
 
 
 @dataclass
@@ -180,6 +193,16 @@ def _read_dir(entries: Iterator[os.DirEntry], names: list[str], stamps: list[int
     return subdirs
 
 
+def _served(entry: _Entry | None) -> Item | None:
+    """The item a file contributes: its current version, or the last good one while it is broken."""
+    if entry is None:
+        return None
+    if type(entry.result) is Item:
+        return entry.result
+    return entry.last_good if isinstance(entry.last_good, Item) and not isinstance(entry.result, TopicDef) \
+        else None
+
+
 class Scanner:
     """Walks a content directory, reparsing only files whose (mtime, size) changed since last time.
 
@@ -187,25 +210,33 @@ class Scanner:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, site_url: str = "", max_file_bytes: int = 1_048_576,
-                 workers: int = 1, cache_file: str | os.PathLike[str] | None = None):
+                 workers: int = 1, cache_file: str | os.PathLike[str] | None = None, autosave: bool = True):
         self.root = Path(root)
         self.site_url = site_url
         self.max_file_bytes = max_file_bytes
         self.workers = workers
+        # With autosave, every scan that changed something writes the cache before returning; a service
+        # turns it off and calls save() after publishing, which writes in the background with the snapshot.
+        self.autosave = autosave
         self.cache = ParseCache(cache_file, self._cache_key()) if cache_file else None
         with heap.paused():
-            self._entries: dict[str, _Entry] = self.cache.load() if self.cache else {}
-        self._last: tuple[tuple[Item, ...], tuple[TopicDef, ...], tuple[Problem, ...]] | None = None
-        self._listing: list[tuple[str, list[str], list[int]]] | None = None  # the last walk, when it was fully taken in
+            stored = self.cache.load() if self.cache else {}
+        self._entries: dict[str, _Entry] = stored.get("entries", {})
+        self._last: tuple[tuple[Item, ...], tuple[TopicDef, ...], tuple[Problem, ...]] | None = stored.get("last")
+        # The last walk, when it was fully taken in: (prefix, names, stamps) per directory.
+        self._listing: list[tuple[str, list[str], list[int]]] | None = stored.get("listing")
+        self._restored: dict[str, Any] | None = stored.get("snapshot")
         self.parse_count = 0  # total files parsed since creation; tests use it to prove incrementality
 
     def _cache_key(self) -> str:
-        # Results depend on the reader's code and these settings; a cache made with others is not used.
+        # Results depend on the reader's code (and the stored snapshot on this module's) and these
+        # settings; a cache made with others is not used.
         import hashlib
 
         from . import content
 
-        reader = hashlib.sha256(Path(content.__file__).read_bytes()).hexdigest()[:16]
+        code = hashlib.sha256(Path(content.__file__).read_bytes() + Path(__file__).read_bytes())
+        reader = code.hexdigest()[:16]
         return f"{CACHE_VERSION}|{reader}|{os.path.realpath(self.root)}|{self.site_url}|{self.max_file_bytes}"
 
     def _walk(self) -> list[tuple[str, list[str], list[int]]]:
@@ -260,6 +291,8 @@ class Scanner:
     def _scan(self) -> ScanResult:
         start = time.perf_counter()
         listing = self._walk()
+        if listing != self._listing:
+            self._restored = None  # the stored snapshot no longer describes the directory
         if listing == self._listing and self._last is not None:
             # Nothing changed (the common case, which must cost little more than the walk itself): one
             # comparison of two lists in C instead of a dictionary lookup per file.
@@ -285,10 +318,13 @@ class Scanner:
             items, defs, problems = self._last
             stats = ScanStats(seen=len(seen), changed=0, parsed=0, removed=0)
             return ScanResult(items, defs, problems, stats, time.perf_counter() - start)
+        gone = [entries[rel] for rel in entries.keys() - seen.keys() - {rel for rel, _, _ in todo}] \
+            if removed else []
         results = parse_many(str(self.root), [rel for rel, _, _ in todo], self.site_url, self.max_file_bytes,
                              self.workers)
         self.parse_count += len(todo)
         retry = False
+        delta: tuple[list[Item], list[Item]] | None = ([], []) if self._last is not None else None
         for (rel, mtime_ns, size), result in zip(todo, results, strict=True):
             old = self._entries.get(rel)
             last_good = old.last_good if old else None
@@ -300,12 +336,18 @@ class Scanner:
             # An unreadable file is remembered with an impossible mtime, so the next scan tries it again.
             if isinstance(result, Problem) and result.transient:
                 mtime_ns, retry = -1, True
-            seen[rel] = _Entry(mtime_ns, size, result, last_good)
+            seen[rel] = new = _Entry(mtime_ns, size, result, last_good)
+            if delta is not None:
+                before, after = _served(old), _served(new)
+                if before is not after:
+                    delta[0].extend(() if before is None else (before,))
+                    delta[1].extend(() if after is None else (after,))
+        for old in gone:
+            if delta is not None and _served(old) is not None:
+                delta[0].append(_served(old))
         self._entries = seen
         # After a retryable failure the listing must not match, so the next scan looks at the entries.
         self._listing = None if retry else listing
-        if self.cache and (todo or removed):
-            self.cache.save(seen)
 
         items, defs, problems = [], [], []
         for rel in sorted(seen):
@@ -322,8 +364,35 @@ class Scanner:
             elif isinstance(good, TopicDef):
                 defs.append(good)
         self._last = (tuple(items), tuple(defs), tuple(problems))
+        if self.autosave and self.cache and (todo or removed):
+            self.cache.save(self._state(None))
         stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=removed)
-        return ScanResult(*self._last, stats, time.perf_counter() - start)
+        return ScanResult(*self._last, stats, time.perf_counter() - start,
+                          delta=None if delta is None else (tuple(delta[0]), tuple(delta[1])))
+
+    def _state(self, snapshot: Snapshot | None) -> dict[str, Any]:
+        state: dict[str, Any] = {"entries": self._entries, "listing": self._listing, "last": self._last}
+        if snapshot is not None:
+            state["snapshot"] = {"topics": dict(snapshot.topics), "all_items": snapshot.all_items,
+                                 "problems": snapshot.problems, "next_due": snapshot.next_due,
+                                 "newest": snapshot.newest}
+        return state
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Write the cache together with the snapshot built from this scanner's last scan, in the
+        background, so the rescan does not wait for pickling 100k items."""
+        if self.cache is not None:
+            self.cache.save_in_background(self._state(snapshot))
+
+    def restored(self, scan: ScanResult) -> Snapshot | None:
+        """The snapshot stored with the cache, when `scan` (the first since loading it) found the directory
+        exactly as it was then; a warm start publishes it without indexing 100k items again."""
+        stored, self._restored = self._restored, None
+        if stored is None or scan.stats.changed or scan.stats.removed:
+            return None
+        return Snapshot(topics=MappingProxyType(stored["topics"]), all_items=stored["all_items"],
+                        problems=stored["problems"], scan_seconds=scan.seconds, stats=scan.stats,
+                        next_due=stored["next_due"], newest=stored["newest"])
 
 
 class ParseCache:
@@ -337,8 +406,11 @@ class ParseCache:
     def __init__(self, path: str | os.PathLike[str], key: str):
         self.path = Path(path)
         self.key = key
+        self._writer: threading.Thread | None = None  # a background save still running
 
-    def load(self) -> dict[str, _Entry]:
+    def load(self) -> dict[str, Any]:
+        """The stored state ({} when there is none or it cannot be trusted): `entries` (path -> _Entry),
+        and when present the `listing` and `last` scan and the `snapshot` they gave."""
         import pickle
 
         try:
@@ -351,36 +423,54 @@ class ParseCache:
             log.warning("parse cache %s is not private to this user; not using it", self.path)
             return {}
         try:
-            with open(self.path, "rb") as f:
-                data = pickle.load(f)
+            # One read, then loads: ~30% faster than unpickling from the file object in small reads.
+            data = pickle.loads(self.path.read_bytes())
             if not (isinstance(data, dict) and data.get("key") == self.key
                     and isinstance(data.get("entries"), dict)):
                 return {}
-            entries = {rel: _Entry(*fields) for rel, fields in data["entries"].items()}
-            log.info("parse cache %s: %d files", self.path, len(entries))
-            return entries
+            data["entries"] = {rel: _Entry(*fields) for rel, fields in data["entries"].items()}
+            log.info("parse cache %s: %d files", self.path, len(data["entries"]))
+            return data
         except Exception as exc:  # truncated, corrupt, or written by an incompatible version
             log.warning("parse cache %s unusable (%s); starting cold", self.path, type(exc).__name__)
             return {}
 
-    def save(self, entries: dict[str, _Entry]) -> None:
+    def save(self, state: dict[str, Any]) -> None:
+        """Write `state` (see load) atomically: readers see the old file or the new one, never half."""
         import pickle
         import tempfile
 
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            data = {"key": self.key,
-                    "entries": {rel: (e.mtime_ns, e.size, e.result, e.last_good) for rel, e in entries.items()}}
+            data = {**state, "key": self.key,
+                    "entries": {rel: (e.mtime_ns, e.size, e.result, e.last_good)
+                                for rel, e in state["entries"].items()}}
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-cache-")
             try:
                 with os.fdopen(fd, "wb") as f:
                     pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
+                os.replace(tmp, self.path)
             except BaseException:
                 os.unlink(tmp)
                 raise
         except OSError as exc:
             log.warning("cannot write parse cache %s: %s", self.path, exc)
+
+    def save_in_background(self, state: dict[str, Any]) -> None:
+        """save() on a thread. Everything in `state` is immutable or no longer changed, so it is safe to
+        pickle while scans go on. The pickler gives up the interpreter lock at every 64 KB frame it writes,
+        so requests keep being answered; a forked writer would avoid even that, but touching every
+        object's reference count copies the whole heap, doubling memory while it writes."""
+        self.wait()
+        # Not a daemon: an exiting process finishes the file rather than leaving half of one behind.
+        self._writer = threading.Thread(target=self.save, args=(state,), name="parse-cache-writer")
+        self._writer.start()
+
+    def wait(self) -> None:
+        """Wait for a background save still running (one at a time, newest state last)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join()
 
 
 _NEWEST_FIRST = operator.attrgetter("published", "id")
@@ -392,8 +482,14 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
     """Index a scan by topic. Pure apart from `now`, which decides which future items are due.
 
     Topic objects whose items are unchanged are taken from `previous`, so rendered feeds can be reused.
+    When the scan says which few items changed, `previous` is patched instead of rebuilt (the result is
+    the same; tests compare both), which keeps a one-file change well under a second at 100k items.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
+    if previous is not None and scan.delta is not None:
+        patched = _patch(previous, scan, now)
+        if patched is not None:
+            return patched
     problems = list(scan.problems)
 
     by_id: dict[str, Item] = {}
@@ -479,7 +575,93 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         stats=scan.stats,
         next_due=next_due,
         newest=max(map(_UPDATED, all_items), default=EPOCH),
+        basis=_Basis(defs=scan.topic_defs, slug_of=slug_of, by_id=by_id,
+                     clean=len(problems) == len(scan.problems)),
     )
+
+
+PATCH_LIMIT = 200  # changed items; beyond this a full build is about as fast
+
+
+def _patch(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> Snapshot | None:
+    """`previous` with the scan's few changed items taken out and put in; None when the change needs a
+    full build (topic names or definitions change, ids collide, drafts or future items, emptied topics)."""
+    basis: _Basis | None = previous.basis
+    gone, came = scan.delta
+    if (basis is None or not basis.clean or len(gone) + len(came) > PATCH_LIMIT
+            or (previous.next_due is not None and now >= previous.next_due) or scan.topic_defs != basis.defs):
+        return None
+    by_id = dict(basis.by_id)
+    for item in gone:
+        if by_id.get(item.id) is not item or item.draft or item.published > now:
+            return None  # only served items are patched out; anything else was never in a topic
+        del by_id[item.id]
+    for item in came:
+        if (item.draft or item.published > now or item.id in by_id
+                or any(name not in basis.slug_of for name in item.topics)):
+            return None
+        by_id[item.id] = item
+
+    all_items = _replace_sorted(previous.all_items, gone, came)
+    if all_items is None:
+        return None
+    topics = dict(previous.topics)
+    touched = {basis.slug_of[name] for item in (*gone, *came) for name in item.topics}
+    for slug in sorted(touched):
+        old = topics[slug]
+        items = _replace_sorted(old.items, [i for i in gone if slug in _slugs(i, basis)],
+                                [i for i in came if slug in _slugs(i, basis)])
+        if items is None or (not items and old.definition is None):
+            return None  # an emptied topic disappears: a full build decides what else that changes
+        # A topic's names (the displayed one, numbered slugs) come from the names its items use.
+        used = {name for item in items for name in item.topics}
+        if any(name not in used for item in gone for name in item.topics if basis.slug_of[name] == slug):
+            return None
+        if items != old.items:
+            topics[slug] = Topic(slug, old.name, items, old.definition)
+    newest = previous.newest
+    if any(i.updated >= newest for i in gone) or any(i.updated > newest for i in came):
+        newest = max(map(_UPDATED, all_items), default=EPOCH)
+    return Snapshot(
+        topics=MappingProxyType(topics), all_items=all_items,
+        problems=tuple(sorted(scan.problems, key=lambda p: (p.path, p.reason))),
+        scan_seconds=scan.seconds, stats=scan.stats, next_due=previous.next_due, newest=newest,
+        basis=_Basis(defs=basis.defs, slug_of=basis.slug_of, by_id=by_id, clean=True),
+    )
+
+
+def _slugs(item: Item, basis: _Basis) -> set[str]:
+    return {basis.slug_of[name] for name in item.topics}
+
+
+def _replace_sorted(items: tuple[Item, ...], gone: list[Item] | tuple[Item, ...],
+                    came: list[Item] | tuple[Item, ...]) -> tuple[Item, ...] | None:
+    """Newest-first `items` without `gone` and with `came`, in the order a full sort gives; None when
+    an item of `gone` is not there."""
+    if not gone and not came:
+        return items
+    result = list(items)
+    for item in gone:
+        at = _position(result, item)
+        if at >= len(result) or result[at] is not item:
+            return None
+        del result[at]
+    for item in came:
+        result.insert(_position(result, item), item)
+    return tuple(result)
+
+
+def _position(items: list[Item], item: Item) -> int:
+    """Index of `item` in newest-first `items`, or where it belongs (binary search on published, id)."""
+    key = _NEWEST_FIRST(item)
+    lo, hi = 0, len(items)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _NEWEST_FIRST(items[mid]) > key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
 log = logging.getLogger(__name__)
 
 
-def make_scanner(settings: Settings) -> Scanner:
+def make_scanner(settings: Settings, *, autosave: bool = True) -> Scanner:
     """A Scanner configured from settings (parse cache, parallel parsing)."""
     return Scanner(settings.content, site_url=settings.site_url, max_file_bytes=settings.max_file_bytes,
-                   workers=settings.workers_for_parsing, cache_file=settings.cache_file)
+                   workers=settings.workers_for_parsing, cache_file=settings.cache_file, autosave=autosave)
 
 
 class Rescanner:
@@ -28,7 +28,7 @@ class Rescanner:
                  on_publish: Callable[[Snapshot | None, Snapshot], None] | None = None):
         self.settings = settings
         self.publisher = publisher
-        self.scanner = make_scanner(settings)
+        self.scanner = make_scanner(settings, autosave=False)
         self.site = site  # when the public URL is known up front, feeds are rendered before publishing
         self.on_publish = on_publish
         self._lock = threading.Lock()
@@ -55,13 +55,19 @@ class Rescanner:
                     log.info("rescan files=%d changed=0 parsed=0 problems=%d seconds=%.3f published=no",
                              scan.stats.seen, len(previous.problems), time.perf_counter() - started)
                     return False
+                restored = self.scanner.restored(scan) if previous is None else None
+                if restored is not None and (restored.next_due is None or now < restored.next_due):
+                    snapshot, changed = restored, False  # a warm start: the cache held this very snapshot
+                else:
+                    with heap.paused():
+                        snapshot, changed = build_snapshot(scan, now=now, previous=previous), True
                 with heap.paused():
-                    snapshot = build_snapshot(scan, now=now, previous=previous)
                     reused = documents.carry_over(snapshot, previous)
                     rendered = (documents.prerender(snapshot, self.site, self.settings.workers_for_parsing)
                                 if self.site else 0)
                 self.publisher.publish(snapshot)
-                heap.settle()
+                if changed:
+                    self.scanner.save(snapshot)
                 self.publisher.touch(now, scan.seconds)
                 self._failed = False
                 log.info("rescan files=%d changed=%d parsed=%d removed=%d items=%d topics=%d problems=%d "
@@ -80,6 +86,11 @@ class Rescanner:
                 self.publisher.fail(f"{type(exc).__name__}: {exc}")
             self._failed = True
             return False
+
+    def flush(self) -> None:
+        """Wait for background work of the last rescan (writing the parse cache) to finish."""
+        if self.scanner.cache is not None:
+            self.scanner.cache.wait()
 
     def start(self) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change."""

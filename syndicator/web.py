@@ -147,6 +147,9 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
         rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
             rescanner.run_once()
+            # Servers fork their workers next: a cache writer thread caught mid-write would leave its
+            # half-built pickle in every worker's memory, where no thread ever frees it.
+            rescanner.flush()
         if schedule:
             rescanner.start()
     metrics = Metrics(publisher)

@@ -154,3 +154,61 @@ def test_seed_is_in_the_bundled_content():
     snapshot = build_snapshot(Scanner(SEED.parent.parent).scan())
     assert len(snapshot.all_items) >= 40 and len(snapshot.topics) >= 6 and snapshot.problems == ()
     assert any(i.title == "Microsoft builds massive supercomputer for smarter AI" for i in snapshot.all_items)
+
+
+def _view(snapshot):
+    """Everything a snapshot serves, for comparing two of them."""
+    return ({slug: (t.name, t.items, t.definition) for slug, t in snapshot.topics.items()},
+            snapshot.all_items, snapshot.problems, snapshot.newest, snapshot.next_due)
+
+
+def test_a_patched_snapshot_equals_a_full_build_after_every_kind_of_change(corpus):
+    from syndicator.index import _patch
+
+    now = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    scanner = Scanner(corpus)
+    snapshot = build_snapshot(scanner.scan(), now=now)
+    news = sorted((corpus / "news").iterdir())
+    existing = sorted(snapshot.topics.values(), key=lambda t: -len(t.items))[0].name
+    first, second = (news[i].read_text(encoding="utf-8") for i in (1, 2))
+
+    def edit(path, old, new):
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+        bump_mtime(path)
+
+    def move(path, when):
+        import re
+
+        text = re.sub(r"^publishedDateTime: .*$", f"publishedDateTime: '{when}'", path.read_text(encoding="utf-8"),
+                      count=1, flags=re.M)
+        path.write_text(text, encoding="utf-8")
+        bump_mtime(path)
+
+    steps = [
+        ("edit a title", True, lambda: edit(news[1], "title: ", "title: Edited ")),
+        ("move an item in time", True, lambda: move(news[2], "2029-12-31T00:00:00Z")),
+        ("delete an item", True, lambda: news[3].unlink()),
+        ("add an item to a known topic", True,
+         lambda: write_item(corpus / "news", "new.md", **{**GOOD, "topics": [existing]})),
+        ("restore two files at once", True, lambda: (news[1].write_text(first, encoding="utf-8"),
+                                                     news[2].write_text(second, encoding="utf-8"),
+                                                     bump_mtime(news[1]), bump_mtime(news[2]))),
+        ("add an item with a new topic name", False,
+         lambda: write_item(corpus / "news", "newer.md", **{**GOOD, "webUrl": "https://example.org/n",
+                                                            "topics": ["Brand new topic"]})),
+        ("turn an item into a draft", False,
+         lambda: edit(corpus / "news" / "new.md", "title:", "published: false\ntitle:")),
+        ("break an item (its last good version stays)", True, lambda: edit(news[4], "---", "--- [")),
+        ("duplicate an id", False, lambda: write_item(corpus / "news", "dup.md", **{**GOOD, "webUrl": "https://example.org/n"})),
+        ("resolve the duplicate", False, lambda: (corpus / "news" / "dup.md").unlink()),
+    ]
+    for what, patchable, change in steps:
+        change()
+        scan = scanner.scan()
+        assert scan.delta is not None, what
+        assert (_patch(snapshot, scan, now) is not None) == patchable, what
+        patched = build_snapshot(scan, now=now, previous=snapshot)
+        assert _view(patched) == _view(build_snapshot(scan, now=now)), what
+        snapshot = patched
+        if what == "move an item in time":  # the move really re-sorted: it is the newest item now
+            assert snapshot.all_items[0].path == f"news/{news[2].name}"

@@ -40,6 +40,61 @@ def test_warm_start_reparses_nothing_and_gives_the_same_items(corpus, tmp_path):
     assert third.parse_count == 1
 
 
+def _rescanner(corpus: Path, cache: Path) -> Rescanner:
+    settings = Settings(content=str(corpus), cache_dir=str(cache), base_url=BASE, parse_workers=1)
+    return Rescanner(settings, Publisher(), site=None)
+
+
+def _feeds(publisher: Publisher) -> dict[str, bytes]:
+    from syndicator import documents
+
+    site = documents.Site(BASE)
+    snapshot = publisher.snapshot
+    return {f"{slug}.{fmt}": documents.feed_document(snapshot, site, slug, fmt).body
+            for slug in ("all", *snapshot.topics) for fmt in ("rss", "atom", "json")}
+
+
+def test_warm_restart_serves_the_stored_snapshot_identical_to_a_cold_start(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    cold = _rescanner(corpus, cache)
+    assert cold.run_once()
+    cold.scanner.cache.wait()  # the cache is written by a background process after publishing
+    warm = _rescanner(corpus, cache)
+    assert warm.scanner._restored is not None  # the cache holds the published snapshot
+    assert warm.run_once()
+    assert warm.scanner.parse_count == 0
+    assert _feeds(warm.publisher) == _feeds(cold.publisher)
+    assert warm.publisher.snapshot.problems == cold.publisher.snapshot.problems
+
+
+def test_warm_restart_rebuilds_when_files_changed_or_items_fell_due_while_down(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    future = write_item(corpus / "news", "future.md", title="From the future", webUrl="https://example.org/f",
+                        publishedDateTime="2999-01-01T00:00:00Z", topics=["Azure"])
+    first = _rescanner(corpus, cache)
+    assert first.run_once()
+    first.scanner.cache.wait()
+    assert "From the future" not in {i.title for i in first.publisher.snapshot.all_items}
+
+    # The item fell due while the service was down: the stored snapshot is stale, so it is rebuilt.
+    import datetime as dt
+
+    later = _rescanner(corpus, cache)
+    assert later.run_once(now=dt.datetime(3000, 1, 1, tzinfo=dt.timezone.utc))
+    assert "From the future" in {i.title for i in later.publisher.snapshot.all_items}
+
+    # A file edited while down: reparsed, indexed and served, not the stored snapshot.
+    future.unlink()
+    target = sorted((corpus / "news").iterdir())[2]
+    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(target)
+    edited = _rescanner(corpus, cache)
+    assert edited.run_once()
+    titles = {i.title for i in edited.publisher.snapshot.all_items}
+    assert edited.scanner.parse_count == 1 and any(t.startswith("Edited ") for t in titles)
+    assert "From the future" not in titles
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_a_corrupt_cache_is_never_trusted(corpus, tmp_path, damage):
     cache = tmp_path / "cache" / "parse.pickle"
