@@ -11,9 +11,10 @@ import datetime as dt
 import logging
 import operator
 import os
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 RESERVED_SLUGS = frozenset({"all"})
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 IGNORED_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".part", ".bak", ".orig")
+PATCH_LIMIT = 200  # changed files; beyond this, rebuilding the scan's lists and the snapshot is as fast
 PARALLEL_THRESHOLD = 400  # below this many files to parse, starting processes costs more than it saves
 # Part of every parse cache's key: bump it when the cached classes change shape. The reader's own source
 # is hashed into the key too (ParseCache), so a changed reader never trusts results of the old one.
@@ -203,6 +205,64 @@ def _served(entry: _Entry | None) -> Item | None:
         else None
 
 
+def _collect(entries: dict[str, _Entry]) -> tuple[tuple[Item, ...], tuple[TopicDef, ...], tuple[Problem, ...]]:
+    """Items, definitions and problems of all entries, each sorted by path."""
+    items, defs, problems = [], [], []
+    for rel in sorted(entries):
+        entry = entries[rel]
+        result = entry.result
+        if type(result) is Item:
+            items.append(result)
+            continue
+        if isinstance(result, Problem):
+            problems.append(result)
+        good = result if isinstance(result, TopicDef) else entry.last_good
+        if isinstance(good, Item):
+            items.append(good)
+        elif isinstance(good, TopicDef):
+            defs.append(good)
+    return tuple(items), tuple(defs), tuple(problems)
+
+
+def _patch_last(last, swaps: list[tuple[_Entry | None, _Entry | None]]):
+    """`_collect` of the entries after `swaps` (old entry -> new entry, None for absent), computed from
+    the previous result instead of all entries; also the (gone, came) served items."""
+    lists = [list(part) for part in last]
+    gone: list[Item] = []
+    came: list[Item] = []
+    for old, new in swaps:
+        for entry, add in ((old, False), (new, True)):
+            if entry is None:
+                continue
+            served = _served(entry)
+            parts = [(0, served)] if served is not None else []
+            if isinstance(entry.result, TopicDef):
+                parts.append((1, entry.result))
+            elif isinstance(entry.result, Problem):
+                parts.append((2, entry.result))
+            for index, obj in parts:
+                _put_by_path(lists[index], obj, add)
+        before, after = _served(old), _served(new)
+        if before is not after:
+            gone.extend(() if before is None else (before,))
+            came.extend(() if after is None else (after,))
+    return tuple(tuple(part) for part in lists), (tuple(gone), tuple(came))
+
+
+def _put_by_path(objects: list, obj, add: bool) -> None:
+    """Insert `obj` into, or remove it from, a list sorted by path (paths are unique in each list)."""
+    import bisect
+
+    at = bisect.bisect_left(objects, obj.path, key=_PATH)
+    if add:
+        objects.insert(at, obj)
+    elif at < len(objects) and objects[at] is obj:
+        del objects[at]
+
+
+_PATH = operator.attrgetter("path")
+
+
 class Scanner:
     """Walks a content directory, reparsing only files whose (mtime, size) changed since last time.
 
@@ -283,50 +343,50 @@ class Scanner:
             for i, name in enumerate(names):
                 yield prefix + name, stamps[2 * i], stamps[2 * i + 1]
 
-    def scan(self) -> ScanResult:
-        """One incremental pass. Raises ScanError only when the directory itself is unusable."""
-        with heap.paused():
-            return self._scan()
+    def scan(self, paths: Iterable[str] | None = None) -> ScanResult:
+        """One incremental pass. Raises ScanError only when the directory itself is unusable.
 
-    def _scan(self) -> ScanResult:
+        `paths` (relative to the root), when given, are the only files that may have changed, as
+        filesystem events report them: only those are looked at, not the whole tree.
+        """
+        with heap.paused():
+            return self._scan(paths)
+
+    def _scan(self, paths: Iterable[str] | None) -> ScanResult:
         start = time.perf_counter()
-        listing = self._walk()
-        if listing != self._listing:
-            self._restored = None  # the stored snapshot no longer describes the directory
-        if listing == self._listing and self._last is not None:
-            # Nothing changed (the common case, which must cost little more than the walk itself): one
-            # comparison of two lists in C instead of a dictionary lookup per file.
-            items, defs, problems = self._last
-            stats = ScanStats(seen=len(self._entries), changed=0, parsed=0, removed=0)
-            return ScanResult(items, defs, problems, stats, time.perf_counter() - start)
-        seen: dict[str, _Entry] = {}
-        todo: list[tuple[str, int, int]] = []
-        known = 0  # files seen that the last scan knew too; the rest of the old ones were removed
         entries = self._entries
-        for row in self._rows(listing):
-            rel, mtime_ns, size = row
-            old = entries.get(rel)
-            if old is not None:
-                known += 1
-                if old.mtime_ns == mtime_ns and old.size == size:
-                    seen[rel] = old
-                    continue
-            todo.append(row)
-        removed = len(entries) - known
-        if not todo and not removed and self._last is not None:
-            self._listing = listing  # same files, listed in another order
-            items, defs, problems = self._last
+        found = self._look_at(paths) if paths is not None and self._last is not None else None
+        if found is not None:
+            todo, removed = found
+            seen = dict(entries)
+            gone = [seen.pop(rel) for rel in removed]
+            listing = None  # the next full walk compares every file once, then is fast again
+        else:
+            listing = self._walk()
+            if listing != self._listing:
+                self._restored = None  # the stored snapshot no longer describes the directory
+            elif self._last is not None:
+                # Nothing changed (the common case, which must cost little more than the walk itself): one
+                # comparison of two lists in C instead of a dictionary lookup per file.
+                stats = ScanStats(seen=len(entries), changed=0, parsed=0, removed=0)
+                return ScanResult(*self._last, stats, time.perf_counter() - start)
+            todo = self._changed_in_place(listing)
+            if todo is not None:  # the same files as last time, a few of them changed
+                seen, gone = dict(entries), []
+            else:
+                seen, todo, gone = self._compare(listing)
+        if not todo and not gone and self._last is not None:
+            if listing is not None:
+                self._listing = listing  # same files, listed in another order
             stats = ScanStats(seen=len(seen), changed=0, parsed=0, removed=0)
-            return ScanResult(items, defs, problems, stats, time.perf_counter() - start)
-        gone = [entries[rel] for rel in entries.keys() - seen.keys() - {rel for rel, _, _ in todo}] \
-            if removed else []
+            return ScanResult(*self._last, stats, time.perf_counter() - start)
         results = parse_many(str(self.root), [rel for rel, _, _ in todo], self.site_url, self.max_file_bytes,
                              self.workers)
         self.parse_count += len(todo)
         retry = False
-        delta: tuple[list[Item], list[Item]] | None = ([], []) if self._last is not None else None
+        swaps: list[tuple[_Entry | None, _Entry | None]] = [(old, None) for old in gone]
         for (rel, mtime_ns, size), result in zip(todo, results, strict=True):
-            old = self._entries.get(rel)
+            old = entries.get(rel)
             last_good = old.last_good if old else None
             if isinstance(result, Item | TopicDef):
                 last_good = result
@@ -337,52 +397,97 @@ class Scanner:
             if isinstance(result, Problem) and result.transient:
                 mtime_ns, retry = -1, True
             seen[rel] = new = _Entry(mtime_ns, size, result, last_good)
-            if delta is not None:
-                before, after = _served(old), _served(new)
-                if before is not after:
-                    delta[0].extend(() if before is None else (before,))
-                    delta[1].extend(() if after is None else (after,))
-        for old in gone:
-            if delta is not None and _served(old) is not None:
-                delta[0].append(_served(old))
+            swaps.append((old, new))
         self._entries = seen
         # After a retryable failure the listing must not match, so the next scan looks at the entries.
         self._listing = None if retry else listing
-
-        items, defs, problems = [], [], []
-        for rel in sorted(seen):
-            entry = seen[rel]
-            result = entry.result
-            if type(result) is Item:
-                items.append(result)
-                continue
-            if isinstance(result, Problem):
-                problems.append(result)
-            good = result if isinstance(result, TopicDef) else entry.last_good
-            if isinstance(good, Item):
-                items.append(good)
-            elif isinstance(good, TopicDef):
-                defs.append(good)
-        self._last = (tuple(items), tuple(defs), tuple(problems))
-        if self.autosave and self.cache and (todo or removed):
+        delta = None
+        if self._last is not None and len(swaps) <= PATCH_LIMIT:
+            self._last, delta = _patch_last(self._last, swaps)
+        else:
+            self._last = _collect(seen)
+        if self.autosave and self.cache:
             self.cache.save(self._state(None))
-        stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=removed)
-        return ScanResult(*self._last, stats, time.perf_counter() - start,
-                          delta=None if delta is None else (tuple(delta[0]), tuple(delta[1])))
+        stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=len(gone))
+        return ScanResult(*self._last, stats, time.perf_counter() - start, delta=delta)
+
+    def _look_at(self, paths: Iterable[str]) -> tuple[list[tuple[str, int, int]], list[str]] | None:
+        """(changed files, removed files) among `paths`; None when only a full walk can tell (a
+        directory or a symbolic link changed, or too many paths)."""
+        paths = set(paths)
+        if len(paths) > PATCH_LIMIT:
+            return None
+        todo: list[tuple[str, int, int]] = []
+        gone: list[str] = []
+        for rel in sorted(paths):
+            parts = rel.split("/")
+            if (rel.startswith("/") or ".." in parts or any(p.startswith(_IGNORED_PREFIXES) for p in parts)
+                    or parts[-1].endswith(IGNORED_SUFFIXES)):
+                continue
+            try:
+                st = os.lstat(os.path.join(self.root, rel))
+            except FileNotFoundError:
+                if rel in self._entries:
+                    gone.append(rel)
+                    continue
+                return None  # maybe a directory that went away, with files the entries know under it
+            except OSError:
+                return None
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if not rel.endswith(_CONTENT_SUFFIXES):
+                continue
+            old = self._entries.get(rel)
+            if old is None or old.mtime_ns != st.st_mtime_ns or old.size != st.st_size:
+                todo.append((rel, st.st_mtime_ns, st.st_size))
+        return todo, gone
+
+    def _changed_in_place(self, listing: list[tuple[str, list[str], list[int]]]
+                          ) -> list[tuple[str, int, int]] | None:
+        """The changed files when `listing` has exactly the files of the last one; None otherwise."""
+        last = self._listing
+        if last is None or len(last) != len(listing):
+            return None
+        todo = []
+        for (prefix, names, stamps), (old_prefix, old_names, old_stamps) in zip(listing, last, strict=True):
+            if prefix != old_prefix or names != old_names:
+                return None
+            if stamps != old_stamps:
+                todo.extend((prefix + names[i // 2], stamps[i], stamps[i + 1])
+                            for i in range(0, len(stamps), 2)
+                            if stamps[i] != old_stamps[i] or stamps[i + 1] != old_stamps[i + 1])
+        return todo
+
+    def _compare(self, listing) -> tuple[dict[str, _Entry], list[tuple[str, int, int]], list[_Entry]]:
+        """Every file against what is known: (unchanged entries, new or changed files, removed entries)."""
+        entries = self._entries
+        seen: dict[str, _Entry] = {}
+        todo: list[tuple[str, int, int]] = []
+        listed = set()
+        for row in self._rows(listing):
+            rel, mtime_ns, size = row
+            listed.add(rel)
+            old = entries.get(rel)
+            if old is not None and old.mtime_ns == mtime_ns and old.size == size:
+                seen[rel] = old
+            else:
+                todo.append(row)
+        gone = [entry for rel, entry in entries.items() if rel not in listed]
+        return seen, todo, gone
 
     def _state(self, snapshot: Snapshot | None) -> dict[str, Any]:
         state: dict[str, Any] = {"entries": self._entries, "listing": self._listing, "last": self._last}
         if snapshot is not None:
             state["snapshot"] = {"topics": dict(snapshot.topics), "all_items": snapshot.all_items,
                                  "problems": snapshot.problems, "next_due": snapshot.next_due,
-                                 "newest": snapshot.newest}
+                                 "newest": snapshot.newest, "basis": snapshot.basis}
         return state
 
-    def save(self, snapshot: Snapshot) -> None:
-        """Write the cache together with the snapshot built from this scanner's last scan, in the
-        background, so the rescan does not wait for pickling 100k items."""
+    def save(self, snapshot: Snapshot, delay: float = 0.0) -> None:
+        """Write the cache together with the snapshot built from this scanner's last scan, `delay`
+        seconds later on a thread (see ParseCache.save_later), so the rescan does not wait for it."""
         if self.cache is not None:
-            self.cache.save_in_background(self._state(snapshot))
+            self.cache.save_later(self._state(snapshot), delay)
 
     def restored(self, scan: ScanResult) -> Snapshot | None:
         """The snapshot stored with the cache, when `scan` (the first since loading it) found the directory
@@ -392,7 +497,7 @@ class Scanner:
             return None
         return Snapshot(topics=MappingProxyType(stored["topics"]), all_items=stored["all_items"],
                         problems=stored["problems"], scan_seconds=scan.seconds, stats=scan.stats,
-                        next_due=stored["next_due"], newest=stored["newest"])
+                        next_due=stored["next_due"], newest=stored["newest"], basis=stored["basis"])
 
 
 class ParseCache:
@@ -406,7 +511,10 @@ class ParseCache:
     def __init__(self, path: str | os.PathLike[str], key: str):
         self.path = Path(path)
         self.key = key
-        self._writer: threading.Thread | None = None  # a background save still running
+        self._lock = threading.Lock()  # guards the pending state and timer
+        self._write_lock = threading.Lock()  # one write at a time
+        self._pending: dict[str, Any] | None = None
+        self._timer: threading.Timer | None = None
 
     def load(self) -> dict[str, Any]:
         """The stored state ({} when there is none or it cannot be trusted): `entries` (path -> _Entry),
@@ -456,21 +564,30 @@ class ParseCache:
         except OSError as exc:
             log.warning("cannot write parse cache %s: %s", self.path, exc)
 
-    def save_in_background(self, state: dict[str, Any]) -> None:
-        """save() on a thread. Everything in `state` is immutable or no longer changed, so it is safe to
-        pickle while scans go on. The pickler gives up the interpreter lock at every 64 KB frame it writes,
-        so requests keep being answered; a forked writer would avoid even that, but touching every
-        object's reference count copies the whole heap, doubling memory while it writes."""
-        self.wait()
-        # Not a daemon: an exiting process finishes the file rather than leaving half of one behind.
-        self._writer = threading.Thread(target=self.save, args=(state,), name="parse-cache-writer")
-        self._writer.start()
+    def save_later(self, state: dict[str, Any], delay: float) -> None:
+        """save() on a thread once `delay` seconds pass without a newer state: a burst of edits costs one
+        write, and the write (seconds of pickling that holds the interpreter lock between 64 KB frames)
+        happens when things are quiet, not while the next change is being published. Everything in
+        `state` is immutable or no longer changed, so it is safe to pickle while scans go on. A forked
+        writer would not share the lock, but touching every object's reference count copies the heap."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._pending = state
+            self._timer = threading.Timer(delay, self.flush)
+            self._timer.daemon = True  # a pending write is given up at exit; the old file stays valid
+            self._timer.start()
 
-    def wait(self) -> None:
-        """Wait for a background save still running (one at a time, newest state last)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.join()
+    def flush(self) -> None:
+        """Write a pending state now, if any (after any write already running)."""
+        with self._write_lock:
+            with self._lock:
+                state, self._pending = self._pending, None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            if state is not None:
+                self.save(state)
 
 
 _NEWEST_FIRST = operator.attrgetter("published", "id")
@@ -578,9 +695,6 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         basis=_Basis(defs=scan.topic_defs, slug_of=slug_of, by_id=by_id,
                      clean=len(problems) == len(scan.problems)),
     )
-
-
-PATCH_LIMIT = 200  # changed items; beyond this a full build is about as fast
 
 
 def _patch(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> Snapshot | None:

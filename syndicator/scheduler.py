@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from . import documents, heap
 from .config import Settings
 from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
 
 log = logging.getLogger(__name__)
+# Seconds without further changes before the parse cache is written: edits come in bursts, and the
+# write of a 100k-item cache is seconds of work better done once things are quiet.
+CACHE_SAVE_DELAY = 30.0
 
 
 def make_scanner(settings: Settings, *, autosave: bool = True) -> Scanner:
@@ -37,12 +41,14 @@ class Rescanner:
         self._failed = False  # the last run failed after scanning: the next one must rebuild
         self.last_scan: dt.datetime | None = None
 
-    def run_once(self, now: dt.datetime | None = None) -> bool:
-        """One rescan. Returns True when a new snapshot was published. Never raises."""
+    def run_once(self, now: dt.datetime | None = None, paths: Iterable[str] | None = None) -> bool:
+        """One rescan. Returns True when a new snapshot was published. Never raises.
+
+        `paths`: the only files that changed, when filesystem events say so (see Scanner.scan)."""
         with self._lock:
             started = time.perf_counter()
             try:
-                scan = self.scanner.scan()
+                scan = self.scanner.scan(paths)
                 now = now or dt.datetime.now(dt.timezone.utc)
                 previous = self.publisher.snapshot
                 # After a failed rescan the scanner has already taken in the changes it saw, so "no
@@ -67,7 +73,7 @@ class Rescanner:
                                 if self.site else 0)
                 self.publisher.publish(snapshot)
                 if changed:
-                    self.scanner.save(snapshot)
+                    self.scanner.save(snapshot, CACHE_SAVE_DELAY)
                 self.publisher.touch(now, scan.seconds)
                 self._failed = False
                 log.info("rescan files=%d changed=%d parsed=%d removed=%d items=%d topics=%d problems=%d "
@@ -88,9 +94,9 @@ class Rescanner:
             return False
 
     def flush(self) -> None:
-        """Wait for background work of the last rescan (writing the parse cache) to finish."""
+        """Finish background work of the last rescan now: write the parse cache if a write is pending."""
         if self.scanner.cache is not None:
-            self.scanner.cache.wait()
+            self.scanner.cache.flush()
 
     def start(self) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change."""
@@ -123,9 +129,11 @@ class Watcher:
 
     DEBOUNCE = 0.05  # editors write a file in several steps; one rescan for the burst is enough
 
-    def __init__(self, root: str, rescan: Callable[[], object]):
+    def __init__(self, root: str, rescan: Callable[..., object]):
         self.root = root
-        self.rescan = rescan
+        self.rescan = rescan  # called with paths=: the changed files, or None for "walk everything"
+        self._paths: set[str] | None = set()
+        self._paths_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._observer = None
@@ -138,12 +146,12 @@ class Watcher:
         except ImportError:
             log.info("watchdog is not installed; changes appear at the next interval rescan")
             return False
-        wake = self._wake
+        watcher = self
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event):
                 if event.event_type not in ("opened", "closed_no_write"):
-                    wake.set()
+                    watcher._note(event)
 
         observer = Observer()
         try:
@@ -157,6 +165,20 @@ class Watcher:
         self._thread.start()
         return True
 
+    def _note(self, event) -> None:
+        """Remember which files an event touched. A directory created, removed or moved can carry any
+        number of files with it, so that asks for a full walk; a directory's own "modified" comes with
+        the events of the files that modified it and adds nothing."""
+        with self._paths_lock:
+            if event.is_directory:
+                if event.event_type != "modified":
+                    self._paths = None
+            elif self._paths is not None:
+                for path in (event.src_path, getattr(event, "dest_path", "")):
+                    if path:
+                        self._paths.add(os.path.relpath(os.fsdecode(path), self.root).replace(os.sep, "/"))
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stopped.is_set():
             self._wake.wait()
@@ -164,7 +186,9 @@ class Watcher:
                 return
             time.sleep(self.DEBOUNCE)
             self._wake.clear()
-            self.rescan()
+            with self._paths_lock:
+                paths, self._paths = self._paths, set()
+            self.rescan(paths=paths)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -163,7 +163,7 @@ def _view(snapshot):
 
 
 def test_a_patched_snapshot_equals_a_full_build_after_every_kind_of_change(corpus):
-    from syndicator.index import _patch
+    from syndicator.index import _collect, _patch
 
     now = dt.datetime(2030, 1, 1, tzinfo=UTC)
     scanner = Scanner(corpus)
@@ -201,14 +201,51 @@ def test_a_patched_snapshot_equals_a_full_build_after_every_kind_of_change(corpu
         ("break an item (its last good version stays)", True, lambda: edit(news[4], "---", "--- [")),
         ("duplicate an id", False, lambda: write_item(corpus / "news", "dup.md", **{**GOOD, "webUrl": "https://example.org/n"})),
         ("resolve the duplicate", False, lambda: (corpus / "news" / "dup.md").unlink()),
+        ("edit a topic definition", False,
+         lambda: edit(sorted((corpus / "topics").iterdir())[0], "name:", "description: Edited\nname:")),
+        ("remove a topic definition", False, lambda: sorted((corpus / "topics").iterdir())[1].unlink()),
     ]
     for what, patchable, change in steps:
         change()
         scan = scanner.scan()
         assert scan.delta is not None, what
+        # The scan's lists were patched too: they must be what collecting every entry gives.
+        assert (scan.items, scan.topic_defs, scan.problems) == _collect(scanner._entries), what
         assert (_patch(snapshot, scan, now) is not None) == patchable, what
         patched = build_snapshot(scan, now=now, previous=snapshot)
         assert _view(patched) == _view(build_snapshot(scan, now=now)), what
         snapshot = patched
         if what == "move an item in time":  # the move really re-sorted: it is the newest item now
             assert snapshot.all_items[0].path == f"news/{news[2].name}"
+
+
+def test_a_scan_of_the_paths_events_name_sees_what_a_full_walk_sees(corpus, tmp_path):
+    scanner = Scanner(corpus)
+    scanner.scan()
+    news = sorted((corpus / "news").iterdir())
+    text = news[0].read_text(encoding="utf-8")
+    news[0].write_text(text.replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(news[0])
+    news[1].unlink()
+    added = write_item(corpus / "news", "added.md", **GOOD)
+    (corpus / "news" / "notes.txt").write_text("not content", encoding="utf-8")
+    events = [f"news/{news[0].name}", f"news/{news[1].name}", "news/added.md", "news/notes.txt",
+              ".git/index", "news/.added.md.swp"]
+    before = scanner.parse_count
+    targeted = scanner.scan(paths=events)
+    assert targeted.stats.changed == 2 and targeted.stats.removed == 1
+    assert scanner.parse_count == before + 2  # the edited and the added file, nothing else
+    full = Scanner(corpus).scan()
+    assert (targeted.items, targeted.topic_defs, targeted.problems) == (full.items, full.topic_defs, full.problems)
+    assert any(item.path == f"news/{added.name}" for item in targeted.items)
+    # The next full walk takes in the new listing without reparsing anything.
+    assert scanner.scan().stats.changed == 0 and scanner.parse_count == before + 2
+
+
+def test_a_directory_event_falls_back_to_a_full_walk(corpus):
+    scanner = Scanner(corpus)
+    scanner.scan()
+    (corpus / "more").mkdir()
+    write_item(corpus / "more", "inside.md", **GOOD)
+    scan = scanner.scan(paths=["more"])  # only the directory was named
+    assert any(item.path == "more/inside.md" for item in scan.items)

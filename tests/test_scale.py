@@ -58,7 +58,7 @@ def test_warm_restart_serves_the_stored_snapshot_identical_to_a_cold_start(corpu
     cache = tmp_path / "cache"
     cold = _rescanner(corpus, cache)
     assert cold.run_once()
-    cold.scanner.cache.wait()  # the cache is written by a background process after publishing
+    cold.flush()  # the cache is written in the background, after a quiet period
     warm = _rescanner(corpus, cache)
     assert warm.scanner._restored is not None  # the cache holds the published snapshot
     assert warm.run_once()
@@ -73,7 +73,7 @@ def test_warm_restart_rebuilds_when_files_changed_or_items_fell_due_while_down(c
                         publishedDateTime="2999-01-01T00:00:00Z", topics=["Azure"])
     first = _rescanner(corpus, cache)
     assert first.run_once()
-    first.scanner.cache.wait()
+    first.flush()
     assert "From the future" not in {i.title for i in first.publisher.snapshot.all_items}
 
     # The item fell due while the service was down: the stored snapshot is stale, so it is rebuilt.
