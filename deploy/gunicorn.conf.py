@@ -51,4 +51,4 @@ preload_app = True
 def post_worker_init(worker):
     from syndicator.wsgi import start_rescans
 
-    start_rescans(worker.wsgi)
+    start_rescans(worker.wsgi, slot=worker.age)

@@ -110,7 +110,7 @@ def cmd_serve(settings: Settings) -> int:
         def start_rescans(self, worker):
             # Each worker rescans on its own from the inherited scanner state: no reparse, and output is
             # deterministic, so every worker serves the same bytes and ETags.
-            self.app.extensions["syndicator"]["rescanner"].start()
+            self.app.extensions["syndicator"]["rescanner"].start(slot=worker.age)
 
     log.info("serving %s on http://%s:%d/ with %d workers", settings.content, settings.host, settings.port,
              settings.workers)

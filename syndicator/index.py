@@ -421,22 +421,21 @@ class Scanner:
         gone: list[str] = []
         for rel in sorted(paths):
             parts = rel.split("/")
+            # Events for directories ask for a full walk before they get here (Watcher), so a name that is
+            # not a content file (an editor's probe file, a swap file) can be passed over.
             if (rel.startswith("/") or ".." in parts or any(p.startswith(_IGNORED_PREFIXES) for p in parts)
-                    or parts[-1].endswith(IGNORED_SUFFIXES)):
+                    or not parts[-1].endswith(_CONTENT_SUFFIXES)):
                 continue
             try:
                 st = os.lstat(os.path.join(self.root, rel))
             except FileNotFoundError:
                 if rel in self._entries:
                     gone.append(rel)
-                    continue
-                return None  # maybe a directory that went away, with files the entries know under it
+                continue  # else: appeared and vanished again between two scans
             except OSError:
                 return None
             if not stat.S_ISREG(st.st_mode):
-                return None
-            if not rel.endswith(_CONTENT_SUFFIXES):
-                continue
+                return None  # a symbolic link or a directory named like a file: the walk knows the rules
             old = self._entries.get(rel)
             if old is None or old.mtime_ns != st.st_mtime_ns or old.size != st.st_size:
                 todo.append((rel, st.st_mtime_ns, st.st_size))

@@ -17,6 +17,7 @@ def application() -> Flask:
     return create_app(load_settings())
 
 
-def start_rescans(app: Flask) -> None:
-    """Start the periodic and event-driven rescans in this process (after any fork)."""
-    app.extensions["syndicator"]["rescanner"].start()
+def start_rescans(app: Flask, slot: int = 0) -> None:
+    """Start the periodic and event-driven rescans in this process (after any fork); `slot` (gunicorn's
+    worker.age) staggers the workers' rescans across the interval."""
+    app.extensions["syndicator"]["rescanner"].start(slot=slot)
