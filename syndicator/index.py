@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 RESERVED_SLUGS = frozenset({"all"})
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 IGNORED_SUFFIXES = ("~", ".swp", ".swo", ".swx", ".tmp", ".part", ".bak", ".orig")
+PREWALK_MAX_AGE = 30.0  # seconds: a walk made while loading the cache serves the first scan, if that soon
 PATCH_LIMIT = 200  # changed files; beyond this, rebuilding the scan's lists and the snapshot is as fast
 PARALLEL_THRESHOLD = 400  # below this many files to parse, starting processes costs more than it saves
 # Part of every parse cache's key: bump it when the cached classes change shape. The reader's own source
@@ -196,32 +197,27 @@ def _read_dir(entries: Iterator[os.DirEntry], names: list[str], stamps: list[int
 
 
 def _served(entry: _Entry | None) -> Item | None:
-    """The item a file contributes: its current version, or the last good one while it is broken."""
-    if entry is None:
-        return None
-    if type(entry.result) is Item:
-        return entry.result
-    return entry.last_good if isinstance(entry.last_good, Item) and not isinstance(entry.result, TopicDef) \
-        else None
+    """The item a file contributes, if any (see _parts)."""
+    return None if entry is None else _parts(entry)[0]
+
+
+def _parts(entry: _Entry) -> tuple[Item | None, TopicDef | None, Problem | None]:
+    """What one file contributes to a scan: its item or definition (the current version, else the last
+    good one while it is broken) and its problem."""
+    result = entry.result
+    problem = result if isinstance(result, Problem) else None
+    good = result if isinstance(result, Item | TopicDef) else entry.last_good
+    return (good if isinstance(good, Item) else None, good if isinstance(good, TopicDef) else None, problem)
 
 
 def _collect(entries: dict[str, _Entry]) -> tuple[tuple[Item, ...], tuple[TopicDef, ...], tuple[Problem, ...]]:
     """Items, definitions and problems of all entries, each sorted by path."""
-    items, defs, problems = [], [], []
+    lists: tuple[list, list, list] = ([], [], [])
     for rel in sorted(entries):
-        entry = entries[rel]
-        result = entry.result
-        if type(result) is Item:
-            items.append(result)
-            continue
-        if isinstance(result, Problem):
-            problems.append(result)
-        good = result if isinstance(result, TopicDef) else entry.last_good
-        if isinstance(good, Item):
-            items.append(good)
-        elif isinstance(good, TopicDef):
-            defs.append(good)
-    return tuple(items), tuple(defs), tuple(problems)
+        for part, found in zip(lists, _parts(entries[rel]), strict=True):
+            if found is not None:
+                part.append(found)
+    return tuple(lists[0]), tuple(lists[1]), tuple(lists[2])
 
 
 def _patch_last(last, swaps: list[tuple[_Entry | None, _Entry | None]]):
@@ -232,16 +228,10 @@ def _patch_last(last, swaps: list[tuple[_Entry | None, _Entry | None]]):
     came: list[Item] = []
     for old, new in swaps:
         for entry, add in ((old, False), (new, True)):
-            if entry is None:
-                continue
-            served = _served(entry)
-            parts = [(0, served)] if served is not None else []
-            if isinstance(entry.result, TopicDef):
-                parts.append((1, entry.result))
-            elif isinstance(entry.result, Problem):
-                parts.append((2, entry.result))
-            for index, obj in parts:
-                _put_by_path(lists[index], obj, add)
+            if entry is not None:
+                for part, found in zip(lists, _parts(entry), strict=True):
+                    if found is not None:
+                        _put_by_path(part, found, add)
         before, after = _served(old), _served(new)
         if before is not after:
             gone.extend(() if before is None else (before,))
@@ -263,6 +253,45 @@ def _put_by_path(objects: list, obj, add: bool) -> None:
 _PATH = operator.attrgetter("path")
 
 
+def walk(root: str | os.PathLike[str]) -> list[tuple[str, list[str], list[int]]]:
+    """Per directory: (path prefix, file names, [mtime_ns, size, mtime_ns, size, ...]) of its content
+    files, in a stable order. One stat per file; no per-file objects beyond what stat makes, because
+    a no-change rescan is this walk plus one comparison with the previous one."""
+    try:
+        real_root = os.path.realpath(root)
+        if not os.path.isdir(real_root):
+            raise ScanError(f"content directory {root} does not exist or is not a directory")
+    except OSError as exc:
+        raise ScanError(f"content directory {root}: {exc.strerror}") from None
+    listing: list[tuple[str, list[str], list[int]]] = []
+    visited = {real_root}
+    stack = [(real_root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = os.scandir(directory)
+        except OSError as exc:
+            if not prefix:
+                raise ScanError(f"content directory {root}: {exc.strerror}") from None
+            log.warning("cannot list %s: %s", prefix, exc.strerror)
+            continue
+        names: list[str] = []
+        stamps: list[int] = []
+        listing.append((prefix, names, stamps))
+        try:
+            with entries:
+                subdirs = _read_dir(entries, names, stamps, real_root)
+        except OSError as exc:  # the directory went away while being read
+            log.warning("cannot list %s: %s", prefix, exc.strerror)
+            continue
+        for path, name in subdirs:
+            real = os.path.realpath(path)
+            if real not in visited:
+                visited.add(real)
+                stack.append((path, prefix + name + "/"))
+    return listing
+
+
 class Scanner:
     """Walks a content directory, reparsing only files whose (mtime, size) changed since last time.
 
@@ -279,6 +308,14 @@ class Scanner:
         # turns it off and calls save() after publishing, which writes in the background with the snapshot.
         self.autosave = autosave
         self.cache = ParseCache(cache_file, self._cache_key()) if cache_file else None
+        # A warm start walks the directory in a forked process while this one unpickles the cache: the
+        # two take about as long as each other at 100k files, and there are two cores.
+        self._prewalk = None
+        self._prewalk_started = time.monotonic()
+        if self.cache is not None and self.cache.path.is_file() and workers > 1:
+            from .parallel import fork_call
+
+            self._prewalk = fork_call(walk, str(self.root))
         with heap.paused():
             stored = self.cache.load() if self.cache else {}
         self._entries: dict[str, _Entry] = stored.get("entries", {})
@@ -300,42 +337,14 @@ class Scanner:
         return f"{CACHE_VERSION}|{reader}|{os.path.realpath(self.root)}|{self.site_url}|{self.max_file_bytes}"
 
     def _walk(self) -> list[tuple[str, list[str], list[int]]]:
-        """Per directory: (path prefix, file names, [mtime_ns, size, mtime_ns, size, ...]) of its content
-        files, in a stable order. One stat per file; no per-file objects beyond what stat makes, because
-        a no-change rescan is this walk plus one comparison with the previous one."""
-        try:
-            real_root = os.path.realpath(self.root)
-            if not os.path.isdir(real_root):
-                raise ScanError(f"content directory {self.root} does not exist or is not a directory")
-        except OSError as exc:
-            raise ScanError(f"content directory {self.root}: {exc.strerror}") from None
-        listing: list[tuple[str, list[str], list[int]]] = []
-        visited = {real_root}
-        stack = [(real_root, "")]
-        while stack:
-            directory, prefix = stack.pop()
+        prewalked, self._prewalk = self._prewalk, None
+        # Only for the scan right after loading the cache; a walk older than that is walked again.
+        if prewalked is not None and time.monotonic() - self._prewalk_started < PREWALK_MAX_AGE:
             try:
-                entries = os.scandir(directory)
-            except OSError as exc:
-                if not prefix:
-                    raise ScanError(f"content directory {self.root}: {exc.strerror}") from None
-                log.warning("cannot list %s: %s", prefix, exc.strerror)
-                continue
-            names: list[str] = []
-            stamps: list[int] = []
-            listing.append((prefix, names, stamps))
-            try:
-                with entries:
-                    subdirs = _read_dir(entries, names, stamps, real_root)
-            except OSError as exc:  # the directory went away while being read
-                log.warning("cannot list %s: %s", prefix, exc.strerror)
-                continue
-            for path, name in subdirs:
-                real = os.path.realpath(path)
-                if real not in visited:
-                    visited.add(real)
-                    stack.append((path, prefix + name + "/"))
-        return listing
+                return prewalked.result()
+            except Exception:  # noqa: BLE001 - the walk below raises what is wrong, with its own message
+                pass
+        return walk(self.root)
 
     @staticmethod
     def _rows(listing: list[tuple[str, list[str], list[int]]]) -> Iterator[tuple[str, int, int]]:
@@ -398,14 +407,14 @@ class Scanner:
                 mtime_ns, retry = -1, True
             seen[rel] = new = _Entry(mtime_ns, size, result, last_good)
             swaps.append((old, new))
-        self._entries = seen
-        # After a retryable failure the listing must not match, so the next scan looks at the entries.
-        self._listing = None if retry else listing
         delta = None
         if self._last is not None and len(swaps) <= PATCH_LIMIT:
-            self._last, delta = _patch_last(self._last, swaps)
+            last, delta = _patch_last(self._last, swaps)
         else:
-            self._last = _collect(seen)
+            last = _collect(seen)
+        self._entries, self._last = seen, last
+        # After a retryable failure the listing must not match, so the next scan looks at the entries.
+        self._listing = None if retry else listing
         if self.autosave and self.cache:
             self.cache.save(self._state(None))
         stats = ScanStats(seen=len(seen), changed=len(todo), parsed=len(todo), removed=len(gone))
@@ -421,23 +430,30 @@ class Scanner:
         gone: list[str] = []
         for rel in sorted(paths):
             parts = rel.split("/")
-            # Events for directories ask for a full walk before they get here (Watcher), so a name that is
-            # not a content file (an editor's probe file, a swap file) can be passed over.
-            if (rel.startswith("/") or ".." in parts or any(p.startswith(_IGNORED_PREFIXES) for p in parts)
+            if rel.startswith("/") or ".." in parts:
+                return None  # outside the root as named: only the walk knows what it stands for
+            # The walk's rules: hidden and editor names are skipped, as are directories named like backups.
+            # Directory events ask for a full walk before they get here (Watcher), so a name that is not a
+            # content file (an editor's probe file, a swap file) can be passed over.
+            if (any(p.startswith(_IGNORED_PREFIXES) for p in parts)
+                    or any(p.endswith(IGNORED_SUFFIXES) for p in parts[:-1])
                     or not parts[-1].endswith(_CONTENT_SUFFIXES)):
                 continue
+            if rel not in self._entries:
+                # A new file (or one known under another path, through a linked directory): the walk
+                # decides, with its rules for links and duplicates.
+                return None
             try:
                 st = os.lstat(os.path.join(self.root, rel))
             except FileNotFoundError:
-                if rel in self._entries:
-                    gone.append(rel)
-                continue  # else: appeared and vanished again between two scans
+                gone.append(rel)
+                continue
             except OSError:
                 return None
             if not stat.S_ISREG(st.st_mode):
                 return None  # a symbolic link or a directory named like a file: the walk knows the rules
-            old = self._entries.get(rel)
-            if old is None or old.mtime_ns != st.st_mtime_ns or old.size != st.st_size:
+            old = self._entries[rel]
+            if old.mtime_ns != st.st_mtime_ns or old.size != st.st_size:
                 todo.append((rel, st.st_mtime_ns, st.st_size))
         return todo, gone
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -61,3 +61,12 @@ def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, worke
 def fork_map(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, workers: int) -> list[R]:
     """[func(state, task) for task in tasks], computed in `workers` forked processes."""
     return list(fork_imap(func, tasks, state, workers))
+
+
+def fork_call(func: Callable[..., R], *args: Any) -> Future[R]:
+    """func(*args) in one forked process, started now; the result (or exception) arrives in the future."""
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(1, mp_context=context, initializer=_die_with_parent)
+    future = pool.submit(func, *args)
+    pool.shutdown(wait=False)  # the submitted call still runs; the process exits after it
+    return future

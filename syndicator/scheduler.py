@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -49,6 +50,10 @@ class Rescanner:
             started = time.perf_counter()
             try:
                 scan = self.scanner.scan(paths)
+                if self._failed:
+                    # The scanner took in the changes of the failed run, so this scan's delta misses them:
+                    # patching the published snapshot with it would keep serving their old versions.
+                    scan = dataclasses.replace(scan, delta=None)
                 now = now or dt.datetime.now(dt.timezone.utc)
                 previous = self.publisher.snapshot
                 # After a failed rescan the scanner has already taken in the changes it saw, so "no
@@ -101,14 +106,15 @@ class Rescanner:
     def start(self, slot: int = 0) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change.
 
-        `slot` staggers the processes of one server: worker k of n rescans k/n of an interval after
-        worker 0, so their walks of the content directory do not compete for the same cores and disk
-        (measured at 100k files: two walks at once took 1.0 s each, one alone 0.6 s)."""
+        `slot` staggers the processes of one server: worker k of n first rescans k/n of an interval after
+        it starts (worker 0 at once, which also brings a respawned worker up to date), so their walks of
+        the content directory do not compete for the same cores and disk (measured at 100k files: two
+        walks at once took 1.0 s each, one alone 0.6 s). Respawned workers may share a slot."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         interval = self.settings.interval
         offset = (slot % max(1, self.settings.workers)) * interval / max(1, self.settings.workers)
-        first = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=interval + offset)
+        first = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
         scheduler = BackgroundScheduler(daemon=True, timezone=dt.timezone.utc)
         scheduler.add_job(self.run_once, "interval", seconds=interval, id="rescan", next_run_time=first,
                           max_instances=1, coalesce=True, misfire_grace_time=interval)

@@ -40,6 +40,19 @@ def test_warm_start_reparses_nothing_and_gives_the_same_items(corpus, tmp_path):
     assert third.parse_count == 1
 
 
+def test_a_warm_start_walks_in_a_second_process_while_loading_the_cache(corpus, tmp_path):
+    cache = tmp_path / "cache" / "parse.pickle"
+    Scanner(corpus, cache_file=cache).scan()
+    target = sorted((corpus / "news").iterdir())[5]
+    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(target)
+    warm = Scanner(corpus, cache_file=cache, workers=2)
+    assert warm._prewalk is not None  # started before the cache was unpickled
+    scan = warm.scan()
+    assert warm._prewalk is None and warm.parse_count == 1  # the edit made before the start was seen
+    assert scan.items == Scanner(corpus).scan().items
+
+
 def _rescanner(corpus: Path, cache: Path) -> Rescanner:
     settings = Settings(content=str(corpus), cache_dir=str(cache), base_url=BASE, parse_workers=1)
     return Rescanner(settings, Publisher(), site=None)
@@ -54,17 +67,23 @@ def _feeds(publisher: Publisher) -> dict[str, bytes]:
             for slug in ("all", *snapshot.topics) for fmt in ("rss", "atom", "json")}
 
 
-def test_warm_restart_serves_the_stored_snapshot_identical_to_a_cold_start(corpus, tmp_path):
+def test_warm_restart_serves_the_stored_snapshot_identical_to_a_cold_start(corpus, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cold = _rescanner(corpus, cache)
     assert cold.run_once()
     cold.flush()  # the cache is written in the background, after a quiet period
     warm = _rescanner(corpus, cache)
     assert warm.scanner._restored is not None  # the cache holds the published snapshot
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a warm start on unchanged content must not index anything")
+
+    monkeypatch.setattr("syndicator.scheduler.build_snapshot", no_build)
     assert warm.run_once()
     assert warm.scanner.parse_count == 0
     assert _feeds(warm.publisher) == _feeds(cold.publisher)
     assert warm.publisher.snapshot.problems == cold.publisher.snapshot.problems
+    warm.flush()
 
 
 def test_warm_restart_rebuilds_when_files_changed_or_items_fell_due_while_down(corpus, tmp_path):
@@ -93,6 +112,31 @@ def test_warm_restart_rebuilds_when_files_changed_or_items_fell_due_while_down(c
     titles = {i.title for i in edited.publisher.snapshot.all_items}
     assert edited.scanner.parse_count == 1 and any(t.startswith("Edited ") for t in titles)
     assert "From the future" not in titles
+    for rescanner in (later, edited):
+        rescanner.flush()  # no cache write left pending after the test
+
+
+def test_a_change_taken_in_by_a_failed_rescan_is_served_by_the_next_one(corpus, tmp_path, monkeypatch):
+    from syndicator import documents
+
+    rescanner = _rescanner(corpus, tmp_path / "cache")
+    assert rescanner.run_once()
+    news = sorted((corpus / "news").iterdir())
+    for path, tag in ((news[1], "First "), (news[2], "Second ")):
+        path.write_text(path.read_text(encoding="utf-8").replace("title: ", f"title: {tag}", 1), encoding="utf-8")
+        bump_mtime(path)
+        if tag == "First ":  # this rescan scans the edit, then fails before publishing
+            def broken(*args, **kwargs):
+                raise OSError("injected")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(documents, "carry_over", broken)
+                assert not rescanner.run_once()
+        else:
+            assert rescanner.run_once()
+    titles = {item.title for item in rescanner.publisher.snapshot.all_items}
+    assert any(t.startswith("First ") for t in titles) and any(t.startswith("Second ") for t in titles)
+    rescanner.flush()
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
