@@ -506,3 +506,28 @@ def _latency(out: str, pct: str) -> float:
 def python_cmd(*args: str) -> list[str]:
     """The project's venv interpreter (the harness itself may run under another Python)."""
     return [str(PYTHON) if PYTHON.exists() else sys.executable, *args]
+
+
+class PeakPss:
+    """Samples the PSS sum of a process tree twice a second on a thread; `peak` is the largest seen.
+
+    PSS splits pages shared by forked workers between them, so unlike a sum of peak RSS it does not count
+    the master's heap once per worker. Sampling can miss a peak shorter than half a second."""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, tree_pss_mb(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_pss_mb(self.pid))
+        return self.peak

@@ -36,6 +36,7 @@ from harness import (
     WORK,
     Context,
     Corpus,
+    PeakPss,
     Phase,
     ServerFailed,
     Unavailable,
@@ -132,10 +133,12 @@ def _serve(ctx: Context, syndicator: list[str], finding: str) -> None:
         cache = _fresh(WORK / "serve-cache")  # cold: nothing cached; the warm restart below reuses it
         cmd += ["--cache-dir", str(cache)]
     with server(cmd, log, cwd=ROOT) as proc:
+        sampler = PeakPss(proc.pid)
         healthy = wait_http(f"{base}/healthz", proc, log, ctx.serve_timeout, fatal=FATAL)
         # /healthz answers once the first worker has scanned; wait for the other before loading.
         idle = healthy + wait_idle(proc.pid, ctx.serve_timeout)
         all_scanned = dt.datetime.now(dt.timezone.utc)
+        peak_pss = sampler.stop()
         rss, peak, processes = tree_memory_mb(proc.pid)
         cpu = tree_cpu_seconds(proc.pid)
         ctx.record("serve.main.cold", healthy, "s", f"all workers done after ~{idle:.0f} s, CPU {cpu:.0f} s"
@@ -143,6 +146,8 @@ def _serve(ctx: Context, syndicator: list[str], finding: str) -> None:
         ctx.record("serve.main.rss", peak, "MB",
                    f"sum of peak RSS of {processes} processes (gunicorn master + workers; shared pages "
                    f"counted in each); now {rss:,.0f} MB RSS, {tree_pss_mb(proc.pid):,.0f} MB PSS")
+        ctx.record("serve.main.pss", peak_pss, "MB", "largest PSS sum of the process tree (master, workers, "
+                   "parse processes), sampled every 0.5 s from start until idle")
         ctx.record("serve.main.per_item", healthy / corpus.items * 1e6, "µs/item",
                    "time to healthy / items")
 
@@ -221,6 +226,6 @@ OURS = [
     Phase("syndicator build (cold, all feeds)", cold_build,
           ("build.main.wall", "build.main.rss", "build.small.wall", "build.small.rss")),
     Phase("syndicator serve: cold start, wrk, 304, rescan, warm restart", serve_feeds,
-          ("serve.main.cold", "serve.main.rss", "serve.main.per_item", "serve.main.rps", "serve.main.rps304",
-           "rescan.main", "change.main", "target.change", "target.restart", "restart.main.wall")),
+          ("serve.main.cold", "serve.main.rss", "serve.main.pss", "serve.main.per_item", "serve.main.rps",
+           "serve.main.rps304", "rescan.main", "change.main", "target.change", "target.restart", "restart.main.wall")),
 ]

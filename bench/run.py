@@ -67,6 +67,8 @@ COMPARISONS = [
         "lower"),
     Row("memory of serve after cold start", "serve.main.rss", "hugo.main.rss", "Hugo build peak RSS",
         "lower"),
+    Row("peak PSS of serve during cold start", "serve.main.pss", "hugo.main.rss", "Hugo build peak RSS",
+        "lower"),
     Row("warm restart (serve on its parse cache), {main}", "restart.main.wall", "hugo.main.wall",
         "Hugo build (always cold)", "lower"),
     Row("warm restart (serve on its parse cache), {main}", "restart.main.wall", "target.restart",
