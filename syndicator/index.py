@@ -196,11 +196,6 @@ def _read_dir(entries: Iterator[os.DirEntry], names: list[str], stamps: list[int
     return subdirs
 
 
-def _served(entry: _Entry | None) -> Item | None:
-    """The item a file contributes, if any (see _parts)."""
-    return None if entry is None else _parts(entry)[0]
-
-
 def _parts(entry: _Entry) -> tuple[Item | None, TopicDef | None, Problem | None]:
     """What one file contributes to a scan: its item or definition (the current version, else the last
     good one while it is broken) and its problem."""
@@ -226,16 +221,17 @@ def _patch_last(last, swaps: list[tuple[_Entry | None, _Entry | None]]):
     lists = [list(part) for part in last]
     gone: list[Item] = []
     came: list[Item] = []
+    nothing = (None, None, None)
     for old, new in swaps:
-        for entry, add in ((old, False), (new, True)):
-            if entry is not None:
-                for part, found in zip(lists, _parts(entry), strict=True):
-                    if found is not None:
-                        _put_by_path(part, found, add)
-        before, after = _served(old), _served(new)
-        if before is not after:
-            gone.extend(() if before is None else (before,))
-            came.extend(() if after is None else (after,))
+        before = _parts(old) if old is not None else nothing
+        after = _parts(new) if new is not None else nothing
+        for parts, add in ((before, False), (after, True)):
+            for part, found in zip(lists, parts, strict=True):
+                if found is not None:
+                    _put_by_path(part, found, add)
+        if before[0] is not after[0]:  # the served item changed (an edit is both gone and came)
+            gone.extend(() if before[0] is None else (before[0],))
+            came.extend(() if after[0] is None else (after[0],))
     return tuple(tuple(part) for part in lists), (tuple(gone), tuple(came))
 
 
