@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import yaml
 
+from . import fastyaml
+
 try:  # libyaml is ~7x faster; fall back to the pure-Python safe loader where it is missing.
     SafeLoader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
@@ -212,6 +214,9 @@ def _check_shape(data: Any) -> None:
 
 def load_yaml(text: str) -> Any:
     """Safe-load one YAML document, bounded; raises Invalid with a short, located reason."""
+    data = fastyaml.load(text, MAX_NODES, MAX_DEPTH)
+    if data is not None:
+        return data  # PyYAML's own result, bounds checked on the way (see fastyaml)
     try:
         data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader/CSafeLoader only
     except yaml.MarkedYAMLError as exc:

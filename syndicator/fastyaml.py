@@ -1,0 +1,187 @@
+"""A fast reader for the plain block YAML that front matter is nearly always written in.
+
+PyYAML stays the parser of record. `load(text)` returns exactly what PyYAML's safe loader returns for
+the documents it recognises (block mappings and sequences of one-line plain, single-quoted or simple
+double-quoted scalars), and None for everything else, including every document PyYAML would reject:
+the caller then asks PyYAML, which gives the real result or the real error. Anything unusual (flow
+collections, anchors, aliases, tags, block scalars, multi-line scalars, escapes, tabs, comments after a
+value, merge keys, a value PyYAML's constructors would refuse) takes that path.
+
+Why: libyaml composes nodes in C, but PyYAML resolves and constructs every scalar in Python; that is
+~0.5 ms for a typical 2 KB front matter, most of a cold start's time. This reader is one regex per
+line. Scalars are resolved with PyYAML's own implicit-resolver table and built by its own constructors,
+so `yes`, `0o17`, `1_000`, `2020-05-19T21:00:00Z` and `~` mean what PyYAML says. Property tests compare
+the two on generated documents, and the test corpus (with hostile files) is read both ways.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import ScalarNode
+
+_RESOLVERS: dict[Any, list[tuple[str, re.Pattern]]] = yaml.SafeLoader.yaml_implicit_resolvers
+_CONSTRUCTOR = SafeConstructor()
+# The resolver table is what PyYAML consults for plain scalars; wildcard (None) entries would apply to
+# every value and are not handled here, so their presence switches this reader off.
+ENABLED = None not in _RESOLVERS
+
+# Anything but newline and plainly printable characters: tab (indentation rules), CR, NEL and the
+# Unicode line and paragraph separators (line breaks to YAML 1.1), BOM (skipped at a line start), and
+# the control characters libyaml refuses.
+_SPECIAL = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+# libyaml gives up on a key whose `:` is more than 1024 characters from its start; real keys are short.
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*):(?: +(.*))?")
+_MAX_KEY = 200
+_SINGLE = re.compile(r"'((?:[^']|'')*)'")
+# Double-quoted with the escapes emitters write on one line; others (\0, \e, \N, \/, line
+# continuations, ...) are left to PyYAML.
+_DOUBLE = re.compile(r'"((?:[^"\\]|\\(?:[\\"nt]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}))*)"')
+_ESCAPE = re.compile(r'\\(?:([\\"nt])|x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8}))')
+_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t"}
+# A plain scalar may not start with an indicator (a lone `-`, `?` or `:` before text is legal YAML, but
+# rare enough to leave to PyYAML).
+_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+
+
+class _Unsure(Exception):
+    """The document is outside what this reader recognises; PyYAML decides."""
+
+
+def load(text: str, max_nodes: int, max_depth: int) -> dict | None:
+    """PyYAML's safe-load result for a recognised block-mapping document, else None.
+
+    None also when the result would exceed `max_nodes` values or `max_depth` levels, so that the caller's
+    own bounded check reports it."""
+    if not ENABLED or _SPECIAL.search(text):
+        return None
+    lines: list[tuple[int, str]] = []
+    for raw in text.split("\n"):
+        content = raw.lstrip(" ")
+        if not content or content[0] == "#":
+            continue  # blank lines and whole-line comments carry nothing between block entries
+        lines.append((len(raw) - len(content), content.rstrip(" ")))
+    if not lines:
+        return None
+    budget = [max_nodes - 1]  # the document itself counts as one value, as in content._check_shape
+    try:
+        # Only a line indented less than 0 could end the top-level mapping early, so it reads them all.
+        return _mapping(lines, 0, 0, 1, max_depth, budget)[0]
+    except (_Unsure, RecursionError):
+        return None
+
+
+def _mapping(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max_depth: int,
+             budget: list[int]) -> tuple[dict, int]:
+    if depth > max_depth:
+        raise _Unsure
+    result: dict = {}
+    n = len(lines)
+    while i < n:
+        ind, content = lines[i]
+        if ind != indent:
+            if ind < indent:
+                break
+            raise _Unsure  # a continuation line or a wrongly indented entry
+        match = _KEY.fullmatch(content)
+        if match is None or match.end(1) > _MAX_KEY:
+            raise _Unsure
+        key = _plain(match.group(1))
+        rest = match.group(2)
+        i += 1
+        if rest:
+            value = _scalar(rest)
+        elif i < n and lines[i][0] > indent:
+            value, i = _block(lines, i, depth + 1, max_depth, budget)
+        elif i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
+            value, i = _sequence(lines, i, indent, depth + 1, max_depth, budget)  # indentless sequence
+        else:
+            value = None
+        result[key] = value
+        budget[0] -= 2
+    if budget[0] < 0:
+        raise _Unsure
+    return result, i
+
+
+def _block(lines: list[tuple[int, str]], i: int, depth: int, max_depth: int,
+           budget: list[int]) -> tuple[Any, int]:
+    indent, content = lines[i]
+    if content[:2] == "- ":
+        return _sequence(lines, i, indent, depth, max_depth, budget)
+    return _mapping(lines, i, indent, depth, max_depth, budget)
+
+
+def _sequence(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max_depth: int,
+              budget: list[int]) -> tuple[list, int]:
+    if depth > max_depth:
+        raise _Unsure
+    result: list = []
+    n = len(lines)
+    while i < n:
+        ind, content = lines[i]
+        if ind != indent or content[:2] != "- ":
+            break  # the mapping this sequence belongs to decides whether that line fits there
+        rest = content[2:].lstrip(" ")
+        if _KEY.fullmatch(rest):
+            # `- key: value` opens a mapping whose keys line up with this first one
+            lines[i] = (ind + len(content) - len(rest), rest)
+            value, i = _mapping(lines, i, lines[i][0], depth + 1, max_depth, budget)
+        else:
+            value = _scalar(rest)  # (a nested `- -` sequence starts with an indicator: PyYAML's)
+            i += 1
+        result.append(value)
+        budget[0] -= 1
+    if budget[0] < 0:
+        raise _Unsure
+    return result, i
+
+
+def _scalar(text: str) -> Any:
+    """The value of a one-line scalar (leading and trailing spaces already removed)."""
+    first = text[0]
+    if first == '"':
+        match = _DOUBLE.fullmatch(text)
+        if match is None:
+            raise _Unsure
+        inner = match.group(1)
+        return _ESCAPE.sub(_unescape, inner) if "\\" in inner else inner
+    if first == "'":
+        match = _SINGLE.fullmatch(text)
+        if match is None:
+            raise _Unsure
+        return match.group(1).replace("''", "'")
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    if first in _INDICATORS or ": " in text or " #" in text or text[-1] == ":":
+        raise _Unsure
+    return _plain(text)
+
+
+def _plain(text: str) -> Any:
+    """A plain scalar, typed the way PyYAML's safe loader types it."""
+    tag = next((tag for tag, pattern in _RESOLVERS.get(text[0], ()) if pattern.match(text)), None)
+    if tag is None:
+        return text
+    if tag == "tag:yaml.org,2002:int" and text.isdigit() and text[0] != "0":
+        return int(text)  # what construct_yaml_int computes for a plain decimal, without the detour
+    try:
+        return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, text))
+    except Exception:  # noqa: BLE001 - a value PyYAML refuses, or a tag with no constructor of its own
+        # (merge `<<`, value `=`): PyYAML raises its own error
+        raise _Unsure from None
+
+
+def _unescape(match: re.Match) -> str:
+    simple, *codes = match.groups()
+    if simple is not None:
+        return _SIMPLE_ESCAPES[simple]
+    value = int(next(code for code in codes if code is not None), 16)
+    if 0xD800 <= value <= 0xDFFF or value > 0x10FFFF:
+        raise _Unsure  # libyaml refuses these escape codes
+    return chr(value)
