@@ -36,6 +36,7 @@ _SPECIAL = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-
 # libyaml gives up on a key whose `:` is more than 1024 characters from its start; real keys are short.
 _KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*):(?: +(.*))?")
 _MAX_KEY = 200
+_LINE = re.compile(r"^( *)([^ #\n](?:[^\n]*[^ \n])?) *$", re.M)
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
 # Double-quoted with the escapes emitters write on one line; others (\0, \e, \N, \/, line
 # continuations, ...) are left to PyYAML.
@@ -58,23 +59,20 @@ def load(text: str, max_nodes: int, max_depth: int) -> dict | None:
     own bounded check reports it."""
     if not ENABLED or _SPECIAL.search(text):
         return None
-    lines: list[tuple[int, str]] = []
-    for raw in text.split("\n"):
-        content = raw.lstrip(" ")
-        if not content or content[0] == "#":
-            continue  # blank lines and whole-line comments carry nothing between block entries
-        lines.append((len(raw) - len(content), content.rstrip(" ")))
+    # (indent, content) of each line; blank lines and whole-line comments carry nothing between block
+    # entries. Indents stay strings of spaces: they compare like their lengths.
+    lines: list[tuple[str, str]] = _LINE.findall(text)
     if not lines:
         return None
     budget = [max_nodes - 1]  # the document itself counts as one value, as in content._check_shape
     try:
         # Only a line indented less than 0 could end the top-level mapping early, so it reads them all.
-        return _mapping(lines, 0, 0, 1, max_depth, budget)[0]
+        return _mapping(lines, 0, "", 1, max_depth, budget)[0]
     except (_Unsure, RecursionError):
         return None
 
 
-def _mapping(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max_depth: int,
+def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int,
              budget: list[int]) -> tuple[dict, int]:
     if depth > max_depth:
         raise _Unsure
@@ -107,7 +105,7 @@ def _mapping(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max_
     return result, i
 
 
-def _block(lines: list[tuple[int, str]], i: int, depth: int, max_depth: int,
+def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int,
            budget: list[int]) -> tuple[Any, int]:
     indent, content = lines[i]
     if content[:2] == "- ":
@@ -115,7 +113,7 @@ def _block(lines: list[tuple[int, str]], i: int, depth: int, max_depth: int,
     return _mapping(lines, i, indent, depth, max_depth, budget)
 
 
-def _sequence(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max_depth: int,
+def _sequence(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int,
               budget: list[int]) -> tuple[list, int]:
     if depth > max_depth:
         raise _Unsure
@@ -128,7 +126,7 @@ def _sequence(lines: list[tuple[int, str]], i: int, indent: int, depth: int, max
         rest = content[2:].lstrip(" ")
         if _KEY.fullmatch(rest):
             # `- key: value` opens a mapping whose keys line up with this first one
-            lines[i] = (ind + len(content) - len(rest), rest)
+            lines[i] = (ind + " " * (len(content) - len(rest)), rest)
             value, i = _mapping(lines, i, lines[i][0], depth + 1, max_depth, budget)
         else:
             value = _scalar(rest)  # (a nested `- -` sequence starts with an indicator: PyYAML's)
@@ -165,9 +163,15 @@ def _scalar(text: str) -> Any:
 
 def _plain(text: str) -> Any:
     """A plain scalar, typed the way PyYAML's safe loader types it."""
-    tag = next((tag for tag, pattern in _RESOLVERS.get(text[0], ()) if pattern.match(text)), None)
-    if tag is None:
-        return text
+    resolvers = _RESOLVERS.get(text[0])
+    if resolvers is not None:
+        for tag, pattern in resolvers:
+            if pattern.match(text):
+                return _construct(tag, text)
+    return text
+
+
+def _construct(tag: str, text: str) -> Any:
     if tag == "tag:yaml.org,2002:int" and text.isdigit() and text[0] != "0":
         return int(text)  # what construct_yaml_int computes for a plain decimal, without the detour
     try:

@@ -5,16 +5,22 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import SEED
+from conftest import SEED, generate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from syndicator.content import (
     Item,
     Problem,
     canonical_url,
+    decode,
     item_id,
+    markdown_html,
     read_item,
     read_topic,
+    render_body,
     slugify,
+    split_front_matter,
 )
 
 UTC = dt.timezone.utc
@@ -210,3 +216,43 @@ def test_malformed_urls_are_rejected_not_raised(url):
 def test_url_scheme_case_is_normalised():
     result = item(BASE.replace("https://news", "HttPs://news") + "---\n")
     assert result.url == "https://news.example.org/a-story"
+
+
+# Paragraphs of words and plain punctuation (what the plain-paragraph shortcut accepts) with up to two
+# tokens only Markdown and the sanitiser know how to treat: emphasis, lists, headings, quotes, entities,
+# tags, links, code, tables, footnotes, abbreviations, attribute lists, line breaks, no-break spaces.
+_PLAIN = ["a", "Word", "9", "2020", "é", "東京", "Zürich", " ", " ", " ", "  ", ",", ";", "'", '"', "%", "?"]
+_MARKUP = ["*", "**", "_", "__", "1.", "1)", "-", "+", "#", ">", "&", "&amp;", "<b>", "</b>", "<", "[x](y)", "[x]",
+           "`", "```", "~~~", "|", ":", "=", "---", "[^1]", "*[HTML]:", "{: .c}", "\\", "!", ".", "\u00a0", "\t",
+           "\n", "  \n", "\n    ", "🚀", "http://x.org", "<http://x.org>", "x_y", "*a*", "_a_", "1. a", "# a", "a\n---"]
+_WORDS = st.lists(st.sampled_from(_PLAIN) | st.text(st.characters(categories=["L", "N", "M"]), max_size=3),
+                  max_size=8).map("".join)
+_PARAGRAPH = st.tuples(_WORDS, st.sampled_from(["", "", *_MARKUP]), _WORDS, st.sampled_from(["", "", *_MARKUP]),
+                       _WORDS).map("".join)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(st.lists(_PARAGRAPH, min_size=1, max_size=4), st.sampled_from(["\n\n", "\n\n\n", "\n"]))
+def test_plain_paragraphs_render_exactly_as_markdown_does(paragraphs, separator):
+    """render_body's shortcut for plain paragraphs gives the full Markdown + sanitiser output, byte for byte."""
+    body = separator.join(paragraphs)
+    assert render_body(body) == markdown_html(body)
+
+
+def test_markup_tokens_and_pairs_render_exactly_as_markdown_does():
+    """Each markup token and each pair of them, around and inside plain words (exhaustive)."""
+    bodies = [shape.format(token) for token in _MARKUP + _PLAIN for shape in ["{}", "a{}", "{}a", "a {} b", "a{}b"]]
+    bodies += [shape.format(first, second) for first in _MARKUP for second in _MARKUP
+               for shape in ["{0}a{1}", "a{0}b{1}c", "a {0} b {1} c", "{0} a\n\n{1}"]]
+    for body in bodies:
+        assert render_body(body) == markdown_html(body), body
+
+
+def test_generated_bodies_render_exactly_as_markdown_does(tmp_path):
+    """Every body of a generated corpus (words, accents, tricky markup) renders the same both ways."""
+    root = generate(tmp_path / "c", items=400, topics=5)
+    bodies = [split_front_matter(decode(path.read_bytes()))[1] for path in (root / "news").iterdir()]
+    bodies = [body for body in bodies if body.strip()]
+    assert len(bodies) > 50
+    for body in bodies:
+        assert render_body(body) == markdown_html(body), body
