@@ -122,6 +122,9 @@ _MIME = {
     ".webp": "image/webp", ".avif": "image/avif", ".svg": "image/svg+xml", ".bmp": "image/bmp",
     ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg",
 }
+# Lower-case http(s) scheme, a host of lower-case letters, digits, dots and dashes (no user, port or IPv6
+# brackets), then printable ASCII: urlsplit accepts these as they are.
+_PLAIN_URL = re.compile(r"https?://[a-z0-9.-]+(?:[/?#][!-~]*)?")
 _TRACKING = re.compile(r"^(utm_[a-z]+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|ocid|cmpid|ref|ref_src)$", re.I)
 
 
@@ -145,6 +148,13 @@ def absolute_url(value: str, site_url: str) -> str | None:
     value = value.strip()
     if not value or _URL_FORBIDDEN.search(value):
         return None
+    if _PLAIN_URL.fullmatch(value):
+        return value  # what parsed_absolute_url returns for it, without parsing
+    return parsed_absolute_url(value, site_url)
+
+
+def parsed_absolute_url(value: str, site_url: str) -> str | None:
+    """absolute_url's general path, for a stripped value with no whitespace or control characters."""
     try:
         parts = urlsplit(value)
         if not parts.scheme:

@@ -34,8 +34,7 @@ ENABLED = None not in _RESOLVERS
 # the control characters libyaml refuses.
 _SPECIAL = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
 # libyaml gives up on a key whose `:` is more than 1024 characters from its start; real keys are short.
-_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*):(?: +(.*))?")
-_MAX_KEY = 200
+_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]{0,199}):(?: +(.*))?")
 _LINE = re.compile(r"^( *)([^ #\n](?:[^\n]*[^ \n])?) *$", re.M)
 _SINGLE = re.compile(r"'((?:[^']|'')*)'")
 # Double-quoted with the escapes emitters write on one line; others (\0, \e, \N, \/, line
@@ -62,18 +61,19 @@ def load(text: str, max_nodes: int, max_depth: int) -> dict | None:
     # (indent, content) of each line; blank lines and whole-line comments carry nothing between block
     # entries. Indents stay strings of spaces: they compare like their lengths.
     lines: list[tuple[str, str]] = _LINE.findall(text)
-    if not lines:
+    # A line adds at most three values (`- key: value`), and the document itself counts as one, as in
+    # content._check_shape: below this many lines the node bound cannot be reached, above it PyYAML and
+    # the exact check decide.
+    if not lines or 3 * len(lines) + 1 > max_nodes:
         return None
-    budget = [max_nodes - 1]  # the document itself counts as one value, as in content._check_shape
     try:
         # Only a line indented less than 0 could end the top-level mapping early, so it reads them all.
-        return _mapping(lines, 0, "", 1, max_depth, budget)[0]
+        return _mapping(lines, 0, "", 1, max_depth)[0]
     except (_Unsure, RecursionError):
         return None
 
 
-def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int,
-             budget: list[int]) -> tuple[dict, int]:
+def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int) -> tuple[dict, int]:
     if depth > max_depth:
         raise _Unsure
     result: dict = {}
@@ -85,36 +85,31 @@ def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_
                 break
             raise _Unsure  # a continuation line or a wrongly indented entry
         match = _KEY.fullmatch(content)
-        if match is None or match.end(1) > _MAX_KEY:
+        if match is None:
             raise _Unsure
-        key = _plain(match.group(1))
-        rest = match.group(2)
+        key, rest = match.groups()
+        key = _plain(key)
         i += 1
         if rest:
             value = _scalar(rest)
         elif i < n and lines[i][0] > indent:
-            value, i = _block(lines, i, depth + 1, max_depth, budget)
+            value, i = _block(lines, i, depth + 1, max_depth)
         elif i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
-            value, i = _sequence(lines, i, indent, depth + 1, max_depth, budget)  # indentless sequence
+            value, i = _sequence(lines, i, indent, depth + 1, max_depth)  # indentless sequence
         else:
             value = None
         result[key] = value
-        budget[0] -= 2
-    if budget[0] < 0:
-        raise _Unsure
     return result, i
 
 
-def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int,
-           budget: list[int]) -> tuple[Any, int]:
+def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int) -> tuple[Any, int]:
     indent, content = lines[i]
     if content[:2] == "- ":
-        return _sequence(lines, i, indent, depth, max_depth, budget)
-    return _mapping(lines, i, indent, depth, max_depth, budget)
+        return _sequence(lines, i, indent, depth, max_depth)
+    return _mapping(lines, i, indent, depth, max_depth)
 
 
-def _sequence(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int,
-              budget: list[int]) -> tuple[list, int]:
+def _sequence(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_depth: int) -> tuple[list, int]:
     if depth > max_depth:
         raise _Unsure
     result: list = []
@@ -127,20 +122,21 @@ def _sequence(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max
         if _KEY.fullmatch(rest):
             # `- key: value` opens a mapping whose keys line up with this first one
             lines[i] = (ind + " " * (len(content) - len(rest)), rest)
-            value, i = _mapping(lines, i, lines[i][0], depth + 1, max_depth, budget)
+            value, i = _mapping(lines, i, lines[i][0], depth + 1, max_depth)
         else:
             value = _scalar(rest)  # (a nested `- -` sequence starts with an indicator: PyYAML's)
             i += 1
         result.append(value)
-        budget[0] -= 1
-    if budget[0] < 0:
-        raise _Unsure
     return result, i
 
 
 def _scalar(text: str) -> Any:
     """The value of a one-line scalar (leading and trailing spaces already removed)."""
     first = text[0]
+    if first not in _INDICATORS:
+        if ": " in text or " #" in text or text[-1] == ":":
+            raise _Unsure
+        return _plain(text)
     if first == '"':
         match = _DOUBLE.fullmatch(text)
         if match is None:
@@ -156,9 +152,7 @@ def _scalar(text: str) -> Any:
         return []
     if text == "{}":
         return {}
-    if first in _INDICATORS or ": " in text or " #" in text or text[-1] == ":":
-        raise _Unsure
-    return _plain(text)
+    raise _Unsure
 
 
 def _plain(text: str) -> Any:

@@ -9,13 +9,16 @@ from conftest import SEED, generate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syndicator import content
 from syndicator.content import (
     Item,
     Problem,
+    absolute_url,
     canonical_url,
     decode,
     item_id,
     markdown_html,
+    parsed_absolute_url,
     read_item,
     read_topic,
     render_body,
@@ -256,3 +259,11 @@ def test_generated_bodies_render_exactly_as_markdown_does(tmp_path):
     assert len(bodies) > 50
     for body in bodies:
         assert render_body(body) == markdown_html(body), body
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.from_regex(content._PLAIN_URL, fullmatch=True), st.sampled_from(["", "https://site.example/news"]))
+def test_plain_urls_are_what_the_parser_accepts_unchanged(url, site_url):
+    """absolute_url returns URLs of this shape without parsing them; the parser agrees they are kept as is."""
+    assert absolute_url(url, site_url) == url
+    assert parsed_absolute_url(url, site_url) == url

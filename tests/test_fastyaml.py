@@ -139,18 +139,17 @@ def test_everything_else_goes_to_pyyaml(text):
 
 
 def test_bounds_are_left_to_the_exact_check():
-    """A document past the node or depth bound is not answered, so the reader's own check names it."""
-    # 1 document + 1 key + 1 list + 100 entries = 103 values, counted as content._check_shape counts them
-    wide = "a:\n" + "".join(f"- {i}\n" for i in range(100))
-    assert fastyaml.load(wide, 102, MAX_DEPTH) is None
-    assert fastyaml.load(wide, 103, MAX_DEPTH) == {"a": list(range(100))}
-    # 1 document + 50 keys + 50 values
-    flat = "".join(f"k{i}: {i}\n" for i in range(50))
-    assert fastyaml.load(flat, 100, MAX_DEPTH) is None
-    assert fastyaml.load(flat, 101, MAX_DEPTH) is not None
+    """A document that might pass the node or depth bound is not answered, so the reader's own check
+    measures it and names the problem."""
+    wide = "a:\n" + "".join(f"- {i}\n" for i in range(100))  # 101 lines: at most 3 values each, +1
+    assert fastyaml.load(wide, 303, MAX_DEPTH) is None
+    assert fastyaml.load(wide, 304, MAX_DEPTH) == {"a": list(range(100))}
     deep = "".join("  " * d + f"k{d}:\n" for d in range(6)) + "  " * 6 + "k: v\n"
     assert fastyaml.load(deep, MAX_NODES, 6) is None
     assert fastyaml.load(deep, MAX_NODES, 7) is not None
+    nested = "a:\n- b:\n  - c:\n    - d\n"  # an indentless list in a list entry's mapping: 6 levels
+    assert fastyaml.load(nested, MAX_NODES, 5) is None
+    assert fastyaml.load(nested, MAX_NODES, 6) == {"a": [{"b": [{"c": ["d"]}]}]}
 
 
 def test_generated_corpus_with_hostile_files(tmp_path):
