@@ -23,7 +23,9 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 
-_RESOLVERS: dict[Any, list[tuple[str, re.Pattern]]] = yaml.SafeLoader.yaml_implicit_resolvers
+# The table of the loader content.load_yaml uses (the C one where libyaml is present).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_RESOLVERS: dict[Any, list[tuple[str, re.Pattern]]] = _LOADER.yaml_implicit_resolvers
 _CONSTRUCTOR = SafeConstructor()
 # The resolver table is what PyYAML consults for plain scalars; wildcard (None) entries would apply to
 # every value and are not handled here, so their presence switches this reader off.

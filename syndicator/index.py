@@ -326,9 +326,10 @@ class Scanner:
         # settings; a cache made with others is not used.
         import hashlib
 
-        from . import content
+        from . import content, fastyaml
 
-        code = hashlib.sha256(Path(content.__file__).read_bytes() + Path(__file__).read_bytes())
+        code = hashlib.sha256(b"".join(Path(module.__file__).read_bytes() for module in (content, fastyaml))
+                              + Path(__file__).read_bytes())
         reader = code.hexdigest()[:16]
         return f"{CACHE_VERSION}|{reader}|{os.path.realpath(self.root)}|{self.site_url}|{self.max_file_bytes}"
 

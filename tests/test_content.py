@@ -227,8 +227,10 @@ def test_url_scheme_case_is_normalised():
 _PLAIN = ["a", "Word", "9", "2020", "é", "東京", "Zürich", " ", " ", " ", "  ", ",", ";", "'", '"', "%", "?"]
 _MARKUP = ["*", "**", "_", "__", "1.", "1)", "-", "+", "#", ">", "&", "&amp;", "<b>", "</b>", "<", "[x](y)", "[x]",
            "`", "```", "~~~", "|", ":", "=", "---", "[^1]", "*[HTML]:", "{: .c}", "\\", "!", ".", "\u00a0", "\t",
-           "\n", "  \n", "\n    ", "🚀", "http://x.org", "<http://x.org>", "x_y", "*a*", "_a_", "1. a", "# a", "a\n---"]
-_WORDS = st.lists(st.sampled_from(_PLAIN) | st.text(st.characters(categories=["L", "N", "M"]), max_size=3),
+           "\n", "  \n", "\n    ", "🚀", "http://x.org", "<http://x.org>", "x_y", "*a*", "_a_", "1. a", "# a", "a\n---",
+           "]", "]]>", "a]", "&T", "&#1;", "&x;", "&", ";", "< ", "<1", "a<b", ";&", ">a", "<", "…", "—", "“x”",
+           "\u2028", "\u205f", "\u3000", "\u200b", "\ufdd0"]
+_WORDS = st.lists(st.sampled_from(_PLAIN) | st.text(st.characters(categories=["L", "N", "M", "P", "S"]), max_size=3),
                   max_size=8).map("".join)
 _PARAGRAPH = st.tuples(_WORDS, st.sampled_from(["", "", *_MARKUP]), _WORDS, st.sampled_from(["", "", *_MARKUP]),
                        _WORDS).map("".join)
@@ -267,3 +269,29 @@ def test_plain_urls_are_what_the_parser_accepts_unchanged(url, site_url):
     """absolute_url returns URLs of this shape without parsing them; the parser agrees they are kept as is."""
     assert absolute_url(url, site_url) == url
     assert parsed_absolute_url(url, site_url) == url
+
+
+def _split_by_regex(text: str) -> tuple[str, str] | None:
+    """The front matter split as a multi-line regex states it (the reference for split_front_matter)."""
+    import re
+
+    first_break = text.find("\n")
+    if not text.startswith("---") or first_break == -1 or text[:first_break].strip() != "---":
+        return None
+    match = re.search(r"^(---|\.\.\.)[ \t]*$", text[first_break + 1:], re.M)
+    if match is None:
+        return None
+    rest = text[first_break + 1:]
+    return rest[:match.start()], rest[match.end():].lstrip("\n")
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(["---", "...", "\n", " ", "\t", "a", "-", ".", "--- x", "....", "\n---\n", "\n...",
+                                 "\u3000", "b: c\n"]), max_size=16).map("".join))
+def test_front_matter_split_matches_its_regex_statement(text):
+    text = "---\n" + text
+    try:
+        result = split_front_matter(text)
+    except Exception:  # noqa: BLE001 - compared below
+        result = None
+    assert result == _split_by_regex(text)
