@@ -139,6 +139,44 @@ def test_a_change_taken_in_by_a_failed_rescan_is_served_by_the_next_one(corpus, 
     rescanner.flush()
 
 
+def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
+    """A cold start with parallel parsing writes the cache from the chunks its parsers already pickled;
+    reading it back gives the same entries, and a stored snapshot made of those very items. A broken file
+    that keeps its last good version keeps it through the next save and load too."""
+    from syndicator.index import build_snapshot
+
+    corpus = generate(tmp_path / "c", items=500, topics=10, bad=0.05)
+    cache = tmp_path / "cache" / "parse.pickle"
+    cold = Scanner(corpus, cache_file=cache, workers=2, autosave=False)
+    scan = cold.scan()
+    assert cold._parts is not None and len(cold._parts) > 1  # several parse chunks, each a part
+    snapshot = build_snapshot(scan)
+    cold.save(snapshot)
+    cold.cache.flush()
+    assert cold._parts is None  # written once, then dropped
+
+    warm = Scanner(corpus, cache_file=cache, workers=2, autosave=False)
+    assert warm._entries == cold._entries
+    warm_scan = warm.scan()
+    assert warm_scan.stats.parsed == 0
+    restored = warm.restored(warm_scan)
+    assert restored is not None and restored.all_items == snapshot.all_items
+    assert dict(restored.topics) == dict(snapshot.topics)
+    item = restored.all_items[0]
+    assert warm._entries[item.path].result is item  # one object, not a copy per reference
+
+    good = corpus / item.path
+    good.write_text("---\ntitle: [broken\n---\n", encoding="utf-8")
+    bump_mtime(good)
+    stale_scan = warm.scan()
+    assert any(p.path == item.path and p.stale for p in stale_scan.problems)
+    warm.save(build_snapshot(stale_scan))
+    warm.cache.flush()
+    third = Scanner(corpus, cache_file=cache, autosave=False)
+    assert third._entries == warm._entries
+    assert third._entries[item.path].last_good == item
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
 def test_a_corrupt_cache_is_never_trusted(corpus, tmp_path, damage):
     cache = tmp_path / "cache" / "parse.pickle"
