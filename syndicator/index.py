@@ -154,7 +154,7 @@ def _parse_chunk(options: tuple[str, str, int, int | None], rels: list[str]) -> 
     return (results if os.getpid() == packer else None), blob
 
 
-@dataclass
+@dataclass(frozen=True)
 class Parsed:
     """parse_many's answer: a result per file, and when asked for, the same results pickled by chunk as
     (first index, end index, pickle)."""
