@@ -82,6 +82,7 @@ def cmd_serve(settings: Settings) -> int:
 
     from .index import ScanError
     from .web import create_app
+    from .wsgi import start_rescans
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
@@ -110,7 +111,7 @@ def cmd_serve(settings: Settings) -> int:
         def start_rescans(self, worker):
             # Each worker rescans on its own from the inherited scanner state: no reparse, and output is
             # deterministic, so every worker serves the same bytes and ETags.
-            self.app.extensions["syndicator"]["rescanner"].start(slot=worker.age)
+            start_rescans(self.app, slot=worker.age)
 
     log.info("serving %s on http://%s:%d/ with %d workers", settings.content, settings.host, settings.port,
              settings.workers)

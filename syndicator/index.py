@@ -262,8 +262,10 @@ def _patch_last(last, swaps: list[tuple[_Entry | None, _Entry | None]]):
                 if found is not None:
                     _put_by_path(part, found, add)
         if before[0] is not after[0]:  # the served item changed (an edit is both gone and came)
-            gone.extend(() if before[0] is None else (before[0],))
-            came.extend(() if after[0] is None else (after[0],))
+            if before[0] is not None:
+                gone.append(before[0])
+            if after[0] is not None:
+                came.append(after[0])
     return tuple(tuple(part) for part in lists), (tuple(gone), tuple(came))
 
 

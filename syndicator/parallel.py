@@ -66,7 +66,7 @@ def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, worke
         taken = 0  # tasks handed out so far, to either side
         try:
             for index in range(len(tasks)):
-                while not isinstance(results.get(index), tuple) and not (index in results and results[index].done()):
+                while not _ready(results.get(index)):
                     queued = [future for future in queued if not future.done()]
                     while len(queued) < ahead and taken < len(tasks):
                         results[taken] = future = pool.submit(_call, (func, tasks[taken]))
@@ -84,8 +84,12 @@ def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, worke
             raise
 
 
+def _ready(result: tuple[Any] | Future | None) -> bool:
+    return isinstance(result, tuple) or (result is not None and result.done())
+
+
 def fork_map(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, workers: int) -> list[R]:
-    """[func(state, task) for task in tasks], computed in `workers` forked processes."""
+    """[func(state, task) for task in tasks], computed by this process and `workers - 1` forked ones."""
     return list(fork_imap(func, tasks, state, workers))
 
 

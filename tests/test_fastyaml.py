@@ -80,10 +80,13 @@ FORMS = ["key: {}\n", "key:\n- {}\n", "key:\n  - {}\n", "- {}\n", "key: '{}'\n",
 
 @pytest.mark.parametrize("form", FORMS)
 def test_every_scalar_piece_and_pair_agrees_with_pyyaml(form):
-    """Each tricky piece, and each pair of them, as a plain, quoted, listed or key scalar (exhaustive)."""
-    for first in PIECES:
-        for second in ["", *PIECES]:
-            assert_agrees(form.format(first + second))
+    """Each tricky piece, and each pair of them, as a plain, quoted, listed or key scalar (exhaustive).
+    Many of them are answered here, so the comparison is not only PyYAML agreeing with itself."""
+    answered = sum(assert_agrees(form.format(first + second)) for first in PIECES for second in ["", *PIECES])
+    if form.startswith("- "):
+        assert answered == 0  # a document that is a list is not front matter's shape: PyYAML's
+    else:
+        assert answered > len(PIECES)
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30),

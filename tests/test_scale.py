@@ -215,6 +215,25 @@ def test_settings_put_the_cache_under_xdg_cache_home(tmp_path, monkeypatch):
     assert Settings(content="content", cache_dir="off").cache_file is None
 
 
+def _pid_and_square(state, task):
+    if task == state:
+        raise ValueError(f"task {task} failed")
+    return os.getpid(), task * task
+
+
+def test_fork_map_keeps_task_order_uses_this_process_too_and_raises_task_errors():
+    """Results come back in task order, computed both here and in the forked process; a task's exception
+    reaches the caller, wherever the task ran."""
+    from syndicator.parallel import fork_map
+
+    results = fork_map(_pid_and_square, range(40), None, 2)
+    assert [square for _, square in results] == [n * n for n in range(40)]
+    assert os.getpid() in {pid for pid, _ in results} and len({pid for pid, _ in results}) == 2
+    for failing in (0, 39):  # the first task runs in the forked process, later ones on either side
+        with pytest.raises(ValueError, match=f"task {failing} failed"):
+            fork_map(_pid_and_square, range(40), failing, 2)
+
+
 def test_parallel_parsing_gives_the_same_result_as_serial(tmp_path):
     corpus = generate(tmp_path / "c", items=900, topics=30, bad=0.05)
     serial = Scanner(corpus, workers=1).scan()
