@@ -16,6 +16,8 @@ the two on generated documents, and the test corpus (with hostile files) is read
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
 from typing import Any
 
@@ -159,17 +161,35 @@ def _scalar(text: str) -> Any:
 
 def _plain(text: str) -> Any:
     """A plain scalar, typed the way PyYAML's safe loader types it."""
-    resolvers = _RESOLVERS.get(text[0])
-    if resolvers is not None:
-        for tag, pattern in resolvers:
-            if pattern.match(text):
-                return _construct(tag, text)
+    return _resolved(text) if text[0] in _RESOLVERS else text
+
+
+# Texts some resolver may claim (keys like `title` or `type`, numbers, `true`) repeat from one front
+# matter to the next; a hit costs a lookup instead of a few regex matches. Every value it holds is
+# immutable (str, int, float, bool, None, date, datetime), so sharing one among documents is safe;
+# a text PyYAML must decide raises and is not remembered.
+@functools.lru_cache(maxsize=4096)
+def _resolved(text: str) -> Any:
+    for tag, pattern in _RESOLVERS[text[0]]:
+        if pattern.match(text):
+            return _construct(tag, text)
     return text
+
+
+# The timestamp emitters write (and our corpus holds): UTC, to the second.
+_UTC_TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
 
 
 def _construct(tag: str, text: str) -> Any:
     if tag == "tag:yaml.org,2002:int" and text.isdigit() and text[0] != "0":
         return int(text)  # what construct_yaml_int computes for a plain decimal, without the detour
+    if tag == "tag:yaml.org,2002:timestamp":
+        match = _UTC_TIMESTAMP.fullmatch(text)
+        if match is not None:  # what construct_yaml_timestamp computes for it
+            try:
+                return dt.datetime(*map(int, match.groups()), tzinfo=dt.timezone.utc)
+            except ValueError:
+                raise _Unsure from None  # out of range: PyYAML raises its own error
     try:
         return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, ScalarNode(tag, text))
     except Exception:  # noqa: BLE001 - a value PyYAML refuses, or a tag with no constructor of its own
