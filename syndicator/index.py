@@ -123,11 +123,9 @@ _CONTENT_SUFFIXES = (".md", ".yaml", ".yml")
 def parse_file(root: str, rel: str, site_url: str, max_bytes: int) -> Any:
     """Read and parse one file: Item, TopicDef, Problem, or None (a YAML file that is not a topic)."""
     try:
-        with open(os.path.join(root, rel), "rb") as f:
-            raw = f.read(max_bytes + 1)
-            if len(raw) > max_bytes:
-                size = os.fstat(f.fileno()).st_size
-                return Problem(rel, f"file is {size:,} bytes, over the {max_bytes:,}-byte limit (max_file_bytes)")
+        raw = read_bounded(os.path.join(root, rel), max_bytes)
+        if isinstance(raw, int):
+            return Problem(rel, f"file is {raw:,} bytes, over the {max_bytes:,}-byte limit (max_file_bytes)")
     except OSError as exc:
         return Problem(rel, f"cannot read file: {exc.strerror or exc}", transient=True)
     try:
@@ -137,6 +135,31 @@ def parse_file(root: str, rel: str, site_url: str, max_bytes: int) -> Any:
     except Exception as exc:  # a reader bug must not take the scan down; report it like bad input
         log.exception("unexpected error reading %s", rel)
         return Problem(rel, f"internal error while reading: {type(exc).__name__}: {exc}")
+
+
+READ_CHUNK = 65_536
+
+
+def read_bounded(path: str, limit: int) -> bytes | int:
+    """The file's bytes, or its size when that is over `limit` (only `limit` + 1 bytes are ever read).
+
+    Read in 64 KB pieces: `f.read(limit + 1)` allocates the whole megabyte up front for every file,
+    which cost ~35 µs of a ~2 KB file's ~45 µs read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(READ_CHUNK, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _parse_chunk(options: tuple[str, str, int, int | None], rels: list[str]) -> tuple[list[Any] | None, bytes | None]:

@@ -300,3 +300,54 @@ def test_front_matter_split_matches_its_regex_statement(text):
     except Exception:  # noqa: BLE001 - compared below
         result = None
     assert result == _split_by_regex(text)
+
+
+# Characters around the edges of what decode drops: C0, DEL, C1, the non-characters U+FFFE/FFFF, their
+# UTF-8 neighbours (no-break space and other U+00xx, U+FFFD, the BOM), and line ends.
+EDGES = ["\x00", "\x01", "\x08", "\t", "\n", "\x0b", "\x0c", "\r", "\r\n", "\x1f", " ", "~", "\x7f", "\x80", "\x85",
+         "\x9f", "\xa0", "\xc2", "é", "\ufeff", "\ufffd", "\ufffe", "\uffff", "\uefbf", "東", "🚀"]
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(EDGES) | st.text(max_size=3), max_size=12).map("".join), st.booleans())
+def test_decode_drops_exactly_what_xml_forbids(text, bom):
+    """decode's byte-level shortcut gives what the full regex pass gives, for any UTF-8 text."""
+    raw = ("\ufeff" if bom else "").encode() + text.encode("utf-8", "surrogatepass")
+    try:
+        expected = content._XML_FORBIDDEN.sub("", raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n"))
+    except UnicodeDecodeError:
+        expected = None  # surrogates: not UTF-8
+    if "\x00" in text:
+        expected = None
+    try:
+        result = decode(raw)
+    except content.Invalid:
+        result = None
+    assert result == expected
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.from_regex(content._PLAIN_STORY_URL, fullmatch=True)
+       | st.from_regex(r"https?://(www\.)?[a-zA-Z0-9.-]{1,12}(:[0-9]{1,4})?(/[!-~]{0,12})?", fullmatch=True)
+       | st.tuples(st.sampled_from(["http://", "https://"]),
+                   st.sampled_from(["x.org", "www.x.org", "X.org", "a-b.c", "0", "x.org:80", "x.org:8080", "www."]),
+                   st.lists(st.sampled_from(["/", "a", "/a", "//", "?", "#", "?a=1", "%20", ".", "utm_x=1"]),
+                            max_size=5).map("".join)).map("".join))
+def test_canonical_urls_of_plain_urls_are_the_parsers(url):
+    """canonical_url's shortcut for plain story URLs gives what the URL parser gives (and near misses:
+    upper case, www., ports, queries and fragments take the parser's path)."""
+    def outcome(function):
+        try:
+            return function(url)
+        except ValueError as exc:  # a port that is not a number in range: the same error both ways
+            return str(exc)
+
+    assert outcome(canonical_url) == outcome(content.parsed_canonical_url)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(max_size=40))
+def test_entry_ids_are_rfc_4122_uuid5(name):
+    import uuid
+
+    assert content.uuid5_text(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))

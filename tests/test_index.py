@@ -9,7 +9,7 @@ from conftest import SEED, bump_mtime, generate, write_item
 
 from syndicator.content import Problem
 from syndicator.documents import Site, feed_document
-from syndicator.index import Scanner, build_snapshot
+from syndicator.index import READ_CHUNK, Scanner, build_snapshot, parse_file, read_bounded
 
 UTC = dt.timezone.utc
 GOOD = dict(title="Hello", publishedDateTime="2024-03-01T10:00:00Z", webUrl="https://news.example.org/hello",
@@ -265,3 +265,16 @@ def test_events_name_files_and_a_directory_event_asks_for_a_full_walk(corpus):
     (corpus / "news" / "link.md").symlink_to(corpus / "more" / "inside.md")
     scan = scanner.scan(paths=["news/link.md"])
     assert scan.stats.changed == 1 and any(item.path == "news/link.md" for item in scan.items)
+
+
+def test_files_are_read_whole_up_to_the_limit_and_refused_past_it(tmp_path):
+    """Sizes around the limit and the read's chunk size: every byte up to the limit, then the file's size."""
+    limit = 2 * READ_CHUNK + 10
+    for size in (0, 1, READ_CHUNK - 1, READ_CHUNK, READ_CHUNK + 1, 2 * READ_CHUNK, limit - 1, limit, limit + 1,
+                 3 * READ_CHUNK + 7):
+        data = bytes(i % 251 for i in range(size))
+        (tmp_path / "f").write_bytes(data)
+        assert read_bounded(str(tmp_path / "f"), limit) == (data if size <= limit else size), size
+    (tmp_path / "big.md").write_bytes(b"x" * (limit + 5))
+    problem = parse_file(str(tmp_path), "big.md", "", limit)
+    assert isinstance(problem, Problem) and f"file is {limit + 5:,} bytes, over the {limit:,}-byte" in problem.reason
