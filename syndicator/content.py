@@ -7,6 +7,7 @@ Everything read from a file is checked field by field; a wrong type or a broken 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import threading
@@ -419,7 +420,14 @@ def _provider(value: Any) -> Provider | None:
         raise Invalid(f"'provider' must be a mapping with a name, got {_kind(value)}")
     name = _text(value, "name", limit=200)
     domain = _text(value, "domain", limit=200)
-    return Provider(name=name or domain, domain=domain) if (name or domain) else None
+    return _shared_provider(name or domain, domain) if (name or domain) else None
+
+
+# A site has tens of providers and 100k items: items share one Provider object per (name, domain),
+# which the parse cache's pickles then store once per part instead of once per item.
+@functools.lru_cache(maxsize=1024)
+def _shared_provider(name: str, domain: str) -> Provider:
+    return Provider(name=name, domain=domain)
 
 
 def _related(value: list, site_url: str) -> tuple[Related, ...]:

@@ -162,8 +162,13 @@ def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
     restored = warm.restored(warm_scan)
     assert restored is not None and restored.all_items == snapshot.all_items
     assert dict(restored.topics) == dict(snapshot.topics)
+    assert restored.basis.by_id == snapshot.basis.by_id
+    # One object per item, not a copy per reference: every list of the snapshot holds the cache's results.
+    results = {id(entry.result) for entry in warm._entries.values()}
+    assert all(id(i) in results for i in restored.all_items + warm._last[0] + tuple(restored.basis.by_id.values()))
+    assert all(id(i) in results for topic in restored.topics.values() for i in topic.items)
     item = restored.all_items[0]
-    assert warm._entries[item.path].result is item  # one object, not a copy per reference
+    assert warm._entries[item.path].result is item
 
     good = corpus / item.path
     good.write_text("---\ntitle: [broken\n---\n", encoding="utf-8")
@@ -175,6 +180,10 @@ def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
     third = Scanner(corpus, cache_file=cache, autosave=False)
     assert third._entries == warm._entries
     assert third._entries[item.path].last_good == item
+    # the stale version is no cached result, so the stored snapshot's lists that hold it keep it too
+    third_snapshot = third.restored(third.scan())
+    assert third_snapshot is not None and item in third_snapshot.all_items
+    assert third_snapshot.basis.by_id[item.id] == item
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
