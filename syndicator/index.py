@@ -16,6 +16,7 @@ import os
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,27 +166,27 @@ def read_bounded(path: str, limit: int) -> bytes | int:
 
 
 def _parse_chunk(options: tuple[str, str, int, int | None], rels: list[str]) -> tuple[list[Any] | None, bytes | None]:
-    """Parse `rels`: (results, None), or with a `packer` pid, (results or None, the results pickled).
+    """Parse `rels`: (results, None), or in a forked parser of a `packer` pid, (None, the results pickled).
 
-    The pickle is both what crosses the pipe from a forked parser (results come back as None there) and
-    a part of the parse cache as it will be written, so a cold start does not pickle 100k items twice."""
+    The pickle is both what crosses the pipe and a part of the parse cache as it will be written, so a
+    cold start does not pickle those items twice. The packer's own chunks are pickled when the cache is
+    written, on a thread after serving has started, not while every core is parsing."""
     root, site_url, max_bytes, packer = options
     results = [parse_file(root, rel, site_url, max_bytes) for rel in rels]
-    if packer is None:
+    if packer is None or os.getpid() == packer:
         return results, None
     import pickle
 
-    blob = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-    return (results if os.getpid() == packer else None), blob
+    return None, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """parse_many's answer: a result per file, and when asked for, the same results pickled by chunk as
-    (first index, end index, pickle)."""
+    """parse_many's answer: a result per file, and when asked for, its chunks as (first index, end index,
+    the chunk's results pickled, or None for a chunk parsed in this process)."""
 
     results: list[Any]
-    parts: list[tuple[int, int, bytes]] | None = None
+    parts: list[tuple[int, int, bytes | None]] | None = None
 
 
 def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, workers: int,
@@ -210,7 +211,7 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
                                       strict=True):
         if results is None:
             results = pickle.loads(blob)
-        if blob is not None:
+        if pack:
             parsed.parts.append((start, start + len(results), blob))
         parsed.results.extend(results)
     return parsed
@@ -379,7 +380,7 @@ class Scanner:
         # The last walk, when it was fully taken in: (prefix, names, stamps) per directory.
         self._listing: list[tuple[str, list[str], list[int]]] | None = stored.get("listing")
         self._restored: dict[str, Any] | None = stored.get("snapshot")
-        self._parts: list[tuple[list, bytes]] | None = None  # see _cache_parts
+        self._parts: list[tuple[list, bytes | None]] | None = None  # see _cache_parts
         self.parse_count = 0  # total files parsed since creation; tests use it to prove incrementality
 
     @property
@@ -564,8 +565,8 @@ class Scanner:
         gone = [entry for rel, entry in entries.items() if rel not in listed]
         return seen, todo, gone
 
-    def _cache_parts(self, parsed: Parsed, todo: list[tuple[str, int, int]]) -> list[tuple[list, bytes]] | None:
-        """The parse's pickled chunks as parse-cache parts ((rel, mtime_ns, size) rows, pickle), when the
+    def _cache_parts(self, parsed: Parsed, todo: list[tuple[str, int, int]]) -> list[tuple[list, bytes | None]] | None:
+        """The parse's chunks as parse-cache parts ((rel, mtime_ns, size) rows, pickle or None), when the
         entries hold exactly the objects those pickles were made from (a scan that parsed everything)."""
         parts = []
         for start, end, blob in parsed.parts or ():
@@ -675,6 +676,21 @@ class ParseCache:
         self._write_lock = threading.Lock()  # one write at a time
         self._pending: dict[str, Any] | None = None
         self._timer: threading.Timer | None = None
+        _watch_forks(self)
+
+    # A fork (gunicorn starting or replacing a worker, a parse pool) waits for a write in progress: a
+    # child would otherwise inherit the half-built pickle with no thread left to free it. The child
+    # forgets a pending write, which belongs to the process that scheduled it, and its memory.
+
+    def _before_fork(self) -> None:
+        self._write_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._write_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock, self._write_lock = threading.Lock(), threading.Lock()
+        self._pending = self._timer = None
 
     def load(self) -> dict[str, Any]:
         """The stored state ({} when there is none or it cannot be trusted): `entries` (path -> _Entry),
@@ -743,6 +759,7 @@ class ParseCache:
         tail = {name: state[name] for name in ("listing", "last", "snapshot") if name in state}
         tail["last_good"] = {rel: e.last_good for rel, e in entries.items()
                              if e.last_good is not _default_last_good(e.result)}
+        started = time.perf_counter()
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".parse-cache-")
@@ -750,12 +767,15 @@ class ParseCache:
                 with os.fdopen(fd, "wb") as f:
                     pickle.dump({"key": self.key, "parts": [rows for rows, _ in parts]}, f,
                                 protocol=pickle.HIGHEST_PROTOCOL)
-                    for _, blob in parts:
-                        f.write(blob)
+                    for rows, blob in parts:
+                        f.write(blob if blob is not None else pickle.dumps(
+                            [entries[rel].result for rel, _, _ in rows], protocol=pickle.HIGHEST_PROTOCOL))
                     tail_writer = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
                     tail_writer.persistent_id = functools.partial(_reference, position)
                     tail_writer.dump(tail)
                 os.replace(tmp, self.path)
+                log.info("parse cache %s written: %d files in %.2f s", self.path, len(entries),
+                         time.perf_counter() - started)
             except BaseException:
                 os.unlink(tmp)
                 raise
@@ -776,6 +796,16 @@ class ParseCache:
             self._timer.daemon = True  # a pending write is given up at exit; the old file stays valid
             self._timer.start()
 
+    def save_soon(self, delay: float) -> None:
+        """Write a pending state after `delay` seconds instead of the delay it was given, if sooner."""
+        with self._lock:
+            if self._pending is not None:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = threading.Timer(delay, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
     def flush(self) -> None:
         """Write a pending state now, if any (after any write already running)."""
         with self._write_lock:
@@ -786,6 +816,37 @@ class ParseCache:
                     self._timer = None
             if state is not None:
                 self.save(state)
+
+
+_CACHES: weakref.WeakSet[ParseCache] = weakref.WeakSet()  # the live caches of this process
+_forking = threading.local()  # the caches whose write lock the fork this thread is making holds
+_fork_hooks = False
+
+
+def _watch_forks(cache: ParseCache) -> None:
+    global _fork_hooks
+    if not _fork_hooks:
+        os.register_at_fork(before=_lock_writes, after_in_parent=_unlock_writes, after_in_child=_forget_writes)
+        _fork_hooks = True
+    _CACHES.add(cache)
+
+
+def _lock_writes() -> None:
+    _forking.held = list(_CACHES)
+    for cache in _forking.held:
+        cache._before_fork()
+
+
+def _unlock_writes() -> None:
+    for cache in getattr(_forking, "held", ()):
+        cache._after_fork_in_parent()
+    _forking.held = []
+
+
+def _forget_writes() -> None:
+    for cache in getattr(_forking, "held", ()):
+        cache._after_fork_in_child()
+    _forking.held = []
 
 
 _NEWEST_FIRST = operator.attrgetter("published", "id")

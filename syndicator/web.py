@@ -125,9 +125,10 @@ def _limit_param() -> int | None:
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: bool = True,
-               schedule: bool = False) -> Flask:
+               schedule: bool = False, cache_write_delay: float = 0.0) -> Flask:
     """Build the app. Without a `publisher`, one is made and filled by a first scan (when `scan`);
-    `schedule` starts the periodic rescan in this process."""
+    `schedule` starts the periodic rescan in this process. The parse cache of the first scan is written
+    before returning, or with `cache_write_delay`, on a thread that many seconds later."""
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
     # Stylesheet and script change only with a release; let proxies and browsers keep them a while.
@@ -147,9 +148,9 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
         rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
             rescanner.run_once()
-            # Servers fork their workers next: a cache writer thread caught mid-write would leave its
-            # half-built pickle in every worker's memory, where no thread ever frees it.
-            rescanner.flush()
+            # A server forks its workers next; a fork waits for a cache write in progress (see
+            # index.ParseCache), so a delayed write lets the workers start first.
+            rescanner.flush(cache_write_delay)
         if schedule:
             rescanner.start()
     metrics = Metrics(publisher)

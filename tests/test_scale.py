@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -51,6 +52,71 @@ def test_a_warm_start_walks_in_a_second_process_while_loading_the_cache(corpus, 
     scan = warm.scan()
     assert warm._prewalk is None and warm.parse_count == 1  # the edit made before the start was seen
     assert scan.items == Scanner(corpus).scan().items
+
+
+def _pending_cache_write(corpus: Path, tmp_path: Path) -> Scanner:
+    from syndicator.index import build_snapshot
+
+    scanner = Scanner(corpus, cache_file=tmp_path / "cache" / "parse.pickle", autosave=False)
+    scanner.save(build_snapshot(scanner.scan()), delay=3600)
+    assert scanner.cache._pending is not None
+    return scanner
+
+
+def test_a_forked_child_forgets_the_cache_write_its_parent_has_pending(corpus, tmp_path):
+    """A gunicorn worker forked while the master has a cache write pending neither writes it nor keeps it."""
+    scanner = _pending_cache_write(corpus, tmp_path)
+    pid = os.fork()
+    if pid == 0:  # the child: exit at once, saying what it inherited
+        os._exit(0 if scanner.cache._pending is None and not scanner.cache._write_lock.locked() else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert scanner.cache._pending is not None and not scanner.cache._write_lock.locked()
+    scanner.cache.flush()
+    assert scanner.cache.path.is_file() and Scanner(corpus, cache_file=scanner.cache.path).scan().stats.parsed == 0
+
+
+def test_a_fork_waits_for_a_cache_write_in_progress(corpus, tmp_path):
+    """While a cache write runs (here: holds the write lock), a fork does not happen: the child would
+    inherit the half-built pickle. The fork goes ahead once the write is over."""
+    import threading
+
+    scanner = _pending_cache_write(corpus, tmp_path)
+    forked = threading.Event()
+    children: list[int] = []
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        children.append(pid)
+        forked.set()
+
+    with scanner.cache._write_lock:  # a write in progress
+        forker = threading.Thread(target=fork)
+        forker.start()
+        forker.join(timeout=0.5)  # long enough for an unguarded fork to happen
+        assert not forked.is_set()
+    forker.join(timeout=30)
+    assert forked.is_set() and os.waitpid(children[0], 0)[1] == 0
+
+
+def test_serve_writes_its_cold_start_cache_once_serving_and_restarts_warm(tmp_path):
+    """`serve` answers before its cold start's parse cache is written (the master writes it once the
+    workers run), and a restart then parses nothing."""
+    from conftest import serve
+
+    corpus = generate(tmp_path / "c", items=600, topics=8)
+    cache_dir = tmp_path / "cache"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=first_log):
+        poll(lambda: list(cache_dir.glob("parse-*.pickle")), 30, "the parse cache written")
+    with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=second_log):
+        pass
+    first, second = first_log.read_text(), second_log.read_text()
+    cold = re.search(r"rescan files=(\d+) changed=\1 parsed=\1 removed=0 .* published=yes", first)
+    written = first.find("parse cache ")
+    assert cold and -1 < first.find("Booting worker") < written and " written: " in first[written:], first
+    assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
 
 
 def _rescanner(corpus: Path, cache: Path) -> Rescanner:
