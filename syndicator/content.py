@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import hashlib
 import re
+import sys
 import threading
 import unicodedata
 import uuid
@@ -466,7 +467,7 @@ def _topics(data: dict) -> tuple[str, ...]:
             raise Invalid(f"'topics' entries must be names, got {_kind(entry)}")
         name = clean_text(str(entry), 200)
         if name and name not in names:
-            names.append(name)
+            names.append(sys.intern(name))  # a name is in hundreds of items: one string, pickled once per part
     return tuple(names)
 
 

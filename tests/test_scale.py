@@ -102,14 +102,14 @@ def test_a_fork_waits_for_a_cache_write_in_progress(corpus, tmp_path):
 
 def test_serve_writes_its_cold_start_cache_once_serving_and_restarts_warm(tmp_path):
     """`serve` answers before its cold start's parse cache is written (the master writes it once the
-    workers run), and a restart then parses nothing."""
+    workers run, or when it is stopped before that), and a restart then parses nothing."""
     from conftest import serve
 
     corpus = generate(tmp_path / "c", items=600, topics=8)
     cache_dir = tmp_path / "cache"
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=first_log):
-        poll(lambda: list(cache_dir.glob("parse-*.pickle")), 30, "the parse cache written")
+        pass  # stopped at once: a write still pending is done before the server exits
     with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=second_log):
         pass
     first, second = first_log.read_text(), second_log.read_text()
