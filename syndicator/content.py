@@ -133,7 +133,8 @@ _TRACKING = re.compile(r"^(utm_[a-z]+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|o
 
 def clean_text(value: str, limit: int = MAX_TEXT) -> str:
     """Drop characters XML cannot carry and surrounding whitespace; cap the length."""
-    text = _XML_FORBIDDEN.sub("", value).strip()
+    # Printable text (most fields) holds nothing _XML_FORBIDDEN matches: all it matches is unprintable.
+    text = (value if value.isprintable() else _XML_FORBIDDEN.sub("", value)).strip()
     return text[:limit]
 
 

@@ -88,22 +88,43 @@ def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_
             if ind < indent:
                 break
             raise _Unsure  # a continuation line or a wrongly indented entry
-        match = _KEY.fullmatch(content)
-        if match is None:
-            raise _Unsure
-        key, rest = match.groups()
-        key = _plain(key)
+        key, value = _entry(content)
         i += 1
-        if rest:
-            value = _scalar(rest)
-        elif i < n and lines[i][0] > indent:
-            value, i = _block(lines, i, depth + 1, max_depth)
-        elif i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
-            value, i = _sequence(lines, i, indent, depth + 1, max_depth)  # indentless sequence
-        else:
-            value = None
+        if type(value) is _Marker:
+            if value is _FRESH_LIST:
+                value = []
+            elif value is _FRESH_DICT:
+                value = {}
+            elif i < n and lines[i][0] > indent:
+                value, i = _block(lines, i, depth + 1, max_depth)
+            elif i < n and lines[i][0] == indent and lines[i][1][:2] == "- ":
+                value, i = _sequence(lines, i, indent, depth + 1, max_depth)  # indentless sequence
+            else:
+                value = None
         result[key] = value
     return result, i
+
+
+class _Marker:
+    """What _entry returns in place of a value that is not a shareable scalar."""
+
+
+_NO_VALUE, _FRESH_LIST, _FRESH_DICT = _Marker(), _Marker(), _Marker()
+
+
+# Most lines of front matter recur from one file to the next (`type: article`, `  width: 50`, a
+# provider's lines): remembering a line's key and value saves its regex and resolver work. Only
+# immutable values are remembered; `[]` and `{}` are built fresh for every document.
+@functools.lru_cache(maxsize=8192)
+def _entry(content: str) -> tuple[Any, Any]:
+    """(key, value) of a `key: value` line, with a _Marker for no value, `[]` or `{}`."""
+    match = _KEY.fullmatch(content)
+    if match is None:
+        raise _Unsure
+    key, rest = match.groups()
+    if not rest:
+        return _plain(key), _NO_VALUE
+    return _plain(key), (_FRESH_LIST if rest == "[]" else _FRESH_DICT if rest == "{}" else _scalar(rest))
 
 
 def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int) -> tuple[Any, int]:

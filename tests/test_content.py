@@ -351,3 +351,9 @@ def test_entry_ids_are_rfc_4122_uuid5(name):
     import uuid
 
     assert content.uuid5_text(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+def test_every_character_xml_forbids_is_unprintable():
+    """clean_text skips its regex for printable text: that is only right if no forbidden character is
+    printable (checked over every code point)."""
+    assert not [c for c in map(chr, range(0x110000)) if c.isprintable() and content._XML_FORBIDDEN.match(c)]

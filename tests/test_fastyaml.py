@@ -172,3 +172,12 @@ def test_generated_corpus_with_hostile_files(tmp_path):
         elif not path.name.startswith("bad-"):
             pytest.fail(f"fast reader handed a plain generated file to PyYAML: {path.name}")
     assert total > 250 and answered > 200
+
+
+def test_empty_collections_are_not_shared_between_documents():
+    """Lines are remembered from one document to the next; an empty list or mapping must still be a new
+    object each time, or changing one document's value would change another's."""
+    first = fastyaml.load("a: []\nb: {}\nc: x\n", 100, 10)
+    first["a"].append(1)
+    first["b"]["k"] = 2
+    assert fastyaml.load("a: []\nb: {}\nc: x\n", 100, 10) == {"a": [], "b": {}, "c": "x"}
