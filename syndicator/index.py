@@ -200,17 +200,22 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
         return Parsed(_parse_chunk((root, site_url, max_bytes, None), rels)[0])
     from .parallel import fork_imap
 
-    # Many small chunks keep both cores busy to the end; each costs one pickle round trip.
-    size = max(50, len(rels) // (workers * 16))
-    chunks = [rels[i:i + size] for i in range(0, len(rels), size)]
+    # Chunks shrink as the work runs out (each a sixteenth of what is left per process, at least 50
+    # files): the last ones are small, so no process idles long waiting for another's last chunk, and
+    # there are few chunks in all (~120 for 100k files), each one pickle round trip.
+    chunks = []
+    start = 0
+    while start < len(rels):
+        size = max(50, (len(rels) - start) // (workers * 16))
+        chunks.append(rels[start:start + size])
+        start += size
     options = (root, site_url, max_bytes, os.getpid() if pack else None)
     parsed = Parsed([], [] if pack else None)
-    for start, (results, blob) in zip(range(0, len(rels), size), fork_imap(_parse_chunk, chunks, options, workers),
-                                      strict=True):
+    for results, blob in fork_imap(_parse_chunk, chunks, options, workers):
         if results is None:
             results = pickle.loads(blob)
         if pack:
-            parsed.parts.append((start, start + len(results), blob))
+            parsed.parts.append((len(parsed.results), len(parsed.results) + len(results), blob))
         parsed.results.extend(results)
     return parsed
 
