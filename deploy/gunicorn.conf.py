@@ -52,3 +52,11 @@ def post_worker_init(worker):
     from syndicator.wsgi import start_rescans
 
     start_rescans(worker.wsgi, slot=worker.age)
+
+
+def worker_exit(server, worker):
+    # A parse-cache write still pending after recent edits is done before the worker exits (in the
+    # worker; gunicorn also calls this in the master for a worker already gone, which has no app).
+    from syndicator.wsgi import finish_cache_write
+
+    finish_cache_write(getattr(worker, "wsgi", None))

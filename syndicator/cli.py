@@ -85,7 +85,7 @@ def cmd_serve(settings: Settings) -> int:
 
     from .index import ScanError
     from .web import create_app
-    from .wsgi import start_rescans
+    from .wsgi import finish_cache_write, start_rescans
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
@@ -104,8 +104,8 @@ def cmd_serve(settings: Settings) -> int:
             self.cfg.set("post_worker_init", self.start_rescans)
             # A parse-cache write still pending (or running) at shutdown is finished first, in the master
             # and in each worker, so that the next start is warm.
-            self.cfg.set("on_exit", lambda server: self.finish_cache_write())
-            self.cfg.set("worker_exit", lambda server, worker: self.finish_cache_write())
+            self.cfg.set("on_exit", lambda server: finish_cache_write(self.app))
+            self.cfg.set("worker_exit", lambda server, worker: finish_cache_write(self.app))
             # gunicorn would otherwise trust X-Forwarded-Proto from 127.0.0.1 on its own; whether any
             # forwarded header counts is trusted_proxies' decision alone (ProxyFix in web.py).
             self.cfg.set("secure_scheme_headers", {})
@@ -116,9 +116,6 @@ def cmd_serve(settings: Settings) -> int:
             # once the workers are serving rather than before they start.
             self.app = create_app(settings, schedule=False, cache_write_delay=CACHE_WRITE_DELAY)
             return self.app
-
-        def finish_cache_write(self):
-            self.app.extensions["syndicator"]["rescanner"].flush()
 
         def start_rescans(self, worker):
             # Each worker rescans on its own from the inherited scanner state: no reparse, and output is

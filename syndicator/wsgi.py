@@ -21,3 +21,12 @@ def start_rescans(app: Flask, slot: int = 0) -> None:
     """Start the periodic and event-driven rescans in this process (after any fork); `slot` (gunicorn's
     worker.age) staggers the workers' rescans across the interval."""
     app.extensions["syndicator"]["rescanner"].start(slot=slot)
+
+
+def finish_cache_write(app: Flask | None) -> None:
+    """Write a parse-cache write still pending in this process now (at shutdown), so that the next start
+    is warm; wait for one that is running."""
+    if app is not None:
+        rescanner = app.extensions["syndicator"]["rescanner"]
+        if rescanner is not None:
+            rescanner.flush()

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,39 @@ def test_serve_writes_its_cold_start_cache_once_serving_and_restarts_warm(tmp_pa
     written = first.find("parse cache ")
     assert cold and -1 < first.find("Booting worker") < written and " written: " in first[written:], first
     assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
+
+
+def test_gunicorn_conf_workers_write_a_pending_cache_when_stopped(tmp_path):
+    """Under `gunicorn -c deploy/gunicorn.conf.py`, a worker stopped soon after an edit writes the parse
+    cache with that edit in it first (its delayed write would otherwise be lost): the next start parses
+    nothing."""
+    import sys
+
+    from conftest import ROOT, free_port, stop, wait_http
+
+    from syndicator.index import Scanner
+
+    corpus = generate(tmp_path / "c", items=200, topics=4)
+    cache_dir, log = tmp_path / "cache", tmp_path / "gunicorn.log"
+    port = free_port()
+    env = {**os.environ, "SYNDICATOR_CONTENT": str(corpus), "SYNDICATOR_PORT": str(port),
+           "SYNDICATOR_CACHE_DIR": str(cache_dir), "SYNDICATOR_WORKERS": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz", proc=proc, log=log)
+        newest = sorted((corpus / "news").iterdir())[-1]
+        newest.write_text(newest.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+        bump_mtime(newest)
+        poll(lambda: b"Edited" in urllib.request.urlopen(base + "/feeds/all.rss").read(), 30, "the edit served")
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, log.read_text()
+    cache = Settings(content=str(corpus), cache_dir=str(cache_dir)).cache_file
+    warm = Scanner(corpus, cache_file=cache)
+    assert warm.scan().stats.parsed == 0 and any(i.title.startswith("Edited ") for i in warm.scan().items)
 
 
 def _rescanner(corpus: Path, cache: Path) -> Rescanner:
