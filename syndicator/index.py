@@ -202,7 +202,7 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
 
     # Chunks shrink as the work runs out (each a sixteenth of what is left per process, at least 50
     # files): the last ones are small, so no process idles long waiting for another's last chunk, and
-    # there are few chunks in all (~120 for 100k files), each one pickle round trip.
+    # there are few chunks in all (~160 for 100k files), each one pickle round trip.
     chunks = []
     start = 0
     while start < len(rels):
