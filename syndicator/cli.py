@@ -77,9 +77,6 @@ def cmd_topics(settings: Settings) -> int:
     return 0
 
 
-CACHE_WRITE_DELAY = 1.0  # seconds: gunicorn forks its workers within a fraction of one
-
-
 def cmd_serve(settings: Settings) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -112,9 +109,7 @@ def cmd_serve(settings: Settings) -> int:
             self.cfg.set("forwarded_allow_ips", "")
 
         def load(self):
-            # The cold start's parse cache (seconds of pickling) is written by this, the master process,
-            # once the workers are serving rather than before they start.
-            self.app = create_app(settings, schedule=False, cache_write_delay=CACHE_WRITE_DELAY)
+            self.app = create_app(settings, schedule=False)
             return self.app
 
         def start_rescans(self, worker):

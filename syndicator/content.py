@@ -488,18 +488,31 @@ _OPENING_ANGLE = re.compile(r"<(?! )")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 
 
+# `<b>words</b>`: inline HTML that Markdown passes through and the sanitiser keeps as it is (the only
+# markup in ~1.5% of generated bodies, which then cost a full Markdown pass each).
+_BOLD = re.compile(r"<b>([^\W_](?:[^\W_]| (?! ))*(?<! ))</b>")
+
+
 def _plain_paragraph_html(paragraph: str) -> str | None:
-    if not _PLAIN_PARAGRAPH.fullmatch(paragraph):
+    bare = _BOLD.sub(r"\1", paragraph) if "<b>" in paragraph else paragraph
+    if not _PLAIN_PARAGRAPH.fullmatch(bare):
         return None
-    if "&" in paragraph:
-        if ";" in paragraph:
-            return None
-        paragraph = paragraph.replace("&", "&amp;")
-    if "<" in paragraph:
-        if _OPENING_ANGLE.search(paragraph):
-            return None
-        paragraph = paragraph.replace("<", "&lt;")
-    return "<p>" + paragraph.replace(">", "&gt;") + "</p>"
+    if "&" in bare and ";" in bare:
+        return None
+    if "<" in bare and _OPENING_ANGLE.search(bare):
+        return None
+    if bare is paragraph:
+        return "<p>" + _escape_plain(paragraph) + "</p>"
+    html = []
+    end = 0
+    for match in _BOLD.finditer(paragraph):
+        html += [_escape_plain(paragraph[end:match.start()]), "<b>", match[1], "</b>"]
+        end = match.end()
+    return "<p>" + "".join(html) + _escape_plain(paragraph[end:]) + "</p>"
+
+
+def _escape_plain(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_body(markdown_text: str) -> str:

@@ -168,25 +168,27 @@ def read_bounded(path: str, limit: int) -> bytes | int:
 
 
 def _parse_chunk(options: tuple[str, str, int, int | None], rels: list[str]) -> tuple[list[Any] | None, bytes | None]:
-    """Parse `rels`: (results, None), or in a forked parser of a `packer` pid, (None, the results pickled).
+    """Parse `rels`: (results, None), or with a `packer` pid, (results or None, the results pickled).
 
-    The pickle is both what crosses the pipe and a part of the parse cache as it will be written, so a
-    cold start does not pickle those items twice. The packer's own chunks are pickled when the cache is
-    written, on a thread after serving has started, not while every core is parsing."""
+    The pickle is both what crosses the pipe from a forked parser (results come back as None there) and
+    a part of the parse cache as it will be written, so a cold start does not pickle 100k items twice.
+    The packer pickles its own chunks here too, while the other processes parse, rather than in the
+    cache write, which one core does alone before the server forks its workers."""
     root, site_url, max_bytes, packer = options
     results = [parse_file(root, rel, site_url, max_bytes) for rel in rels]
-    if packer is None or os.getpid() == packer:
+    if packer is None:
         return results, None
-    return None, pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+    return (results if os.getpid() == packer else None), blob
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """parse_many's answer: a result per file, and when asked for, its chunks as (first index, end index,
-    the chunk's results pickled, or None for a chunk parsed in this process)."""
+    """parse_many's answer: a result per file, and when asked for, the same results pickled by chunk as
+    (first index, end index, pickle)."""
 
     results: list[Any]
-    parts: list[tuple[int, int, bytes | None]] | None = None
+    parts: list[tuple[int, int, bytes]] | None = None
 
 
 def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, workers: int,
@@ -383,7 +385,7 @@ class Scanner:
         # The last walk, when it was fully taken in: (prefix, names, stamps) per directory.
         self._listing: list[tuple[str, list[str], list[int]]] | None = stored.get("listing")
         self._restored: dict[str, Any] | None = stored.get("snapshot")
-        self._parts: list[tuple[list, bytes | None]] | None = None  # see _cache_parts
+        self._parts: list[tuple[list, bytes]] | None = None  # see _cache_parts
         self.parse_count = 0  # total files parsed since creation; tests use it to prove incrementality
 
     @property
@@ -447,9 +449,10 @@ class Scanner:
             listing = None  # the next full walk compares every file once, then is fast again
         else:
             listing = self._walk()
-            if listing != self._listing:
-                self._restored = None  # the stored snapshot no longer describes the directory
-            elif self._last is not None:
+            # (A stored snapshot stays usable when the listing differs: restored() takes it only if this
+            # scan finds every file as it was, which is also what a cache written without a listing, after
+            # scans of event-named files, needs.)
+            if listing == self._listing and self._last is not None:
                 # Nothing changed (the common case, which must cost little more than the walk itself): one
                 # comparison of two lists in C instead of a dictionary lookup per file.
                 stats = ScanStats(seen=self._entry_count(), changed=0, parsed=0, removed=0)
@@ -568,8 +571,8 @@ class Scanner:
         gone = [entry for rel, entry in entries.items() if rel not in listed]
         return seen, todo, gone
 
-    def _cache_parts(self, parsed: Parsed, todo: list[tuple[str, int, int]]) -> list[tuple[list, bytes | None]] | None:
-        """The parse's chunks as parse-cache parts ((rel, mtime_ns, size) rows, pickle or None), when the
+    def _cache_parts(self, parsed: Parsed, todo: list[tuple[str, int, int]]) -> list[tuple[list, bytes]] | None:
+        """The parse's pickled chunks as parse-cache parts ((rel, mtime_ns, size) rows, pickle), when the
         entries hold exactly the objects those pickles were made from (a scan that parsed everything)."""
         parts = []
         for start, end, blob in parsed.parts or ():
@@ -801,9 +804,8 @@ class ParseCache:
                 with os.fdopen(fd, "wb") as f:
                     pickle.dump({"key": self.key, "parts": [rows for rows, _ in parts]}, f,
                                 protocol=pickle.HIGHEST_PROTOCOL)
-                    for rows, blob in parts:
-                        f.write(blob if blob is not None else pickle.dumps(
-                            [entries[rel].result for rel, _, _ in rows], protocol=pickle.HIGHEST_PROTOCOL))
+                    for _, blob in parts:
+                        f.write(blob)
                     tail_writer = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
                     tail_writer.persistent_id = functools.partial(_reference, position)
                     tail_writer.dump(tail)
@@ -829,16 +831,6 @@ class ParseCache:
             self._timer = threading.Timer(delay, self.flush)
             self._timer.daemon = True  # a pending write is given up at exit; the old file stays valid
             self._timer.start()
-
-    def save_soon(self, delay: float) -> None:
-        """Write a pending state after `delay` seconds instead of the delay it was given, if sooner."""
-        with self._lock:
-            if self._pending is not None:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = threading.Timer(delay, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
 
     def flush(self) -> None:
         """Write a pending state now, if any (after any write already running)."""

@@ -98,14 +98,10 @@ class Rescanner:
             self._failed = True
             return False
 
-    def flush(self, delay: float = 0.0) -> None:
-        """Finish background work of the last rescan: write the parse cache if a write is pending, now or,
-        with a `delay`, on a thread that many seconds from now (if that is sooner than planned)."""
+    def flush(self) -> None:
+        """Finish background work of the last rescan now: write the parse cache if a write is pending."""
         if self.scanner.cache is not None:
-            if delay > 0:
-                self.scanner.cache.save_soon(delay)
-            else:
-                self.scanner.cache.flush()
+            self.scanner.cache.flush()
 
     def start(self, slot: int = 0) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change.

@@ -125,10 +125,9 @@ def _limit_param() -> int | None:
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: bool = True,
-               schedule: bool = False, cache_write_delay: float = 0.0) -> Flask:
+               schedule: bool = False) -> Flask:
     """Build the app. Without a `publisher`, one is made and filled by a first scan (when `scan`);
-    `schedule` starts the periodic rescan in this process. The parse cache of the first scan is written
-    before returning, or with `cache_write_delay`, on a thread that many seconds later."""
+    `schedule` starts the periodic rescan in this process."""
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
     # Stylesheet and script change only with a release; let proxies and browsers keep them a while.
@@ -148,9 +147,10 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
         rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
             rescanner.run_once()
-            # A server forks its workers next; a fork waits for a cache write in progress (see
-            # index.ParseCache), so a delayed write lets the workers start first.
-            rescanner.flush(cache_write_delay)
+            # Servers fork their workers next. The cache is written before that, not by the master once
+            # they run: pickling touches every object's reference count, so the master would copy
+            # the pages it shares with the workers (measured: +300 MB PSS at 100k items).
+            rescanner.flush()
         if schedule:
             rescanner.start()
     metrics = Metrics(publisher)

@@ -229,7 +229,8 @@ _MARKUP = ["*", "**", "_", "__", "1.", "1)", "-", "+", "#", ">", "&", "&amp;", "
            "`", "```", "~~~", "|", ":", "=", "---", "[^1]", "*[HTML]:", "{: .c}", "\\", "!", ".", "\u00a0", "\t",
            "\n", "  \n", "\n    ", "🚀", "http://x.org", "<http://x.org>", "x_y", "*a*", "_a_", "1. a", "# a", "a\n---",
            "]", "]]>", "a]", "&T", "&#1;", "&x;", "&", ";", "< ", "<1", "a<b", ";&", ">a", "<", "…", "—", "“x”",
-           "\u2028", "\u205f", "\u3000", "\u200b", "\ufdd0"]
+           "\u2028", "\u205f", "\u3000", "\u200b", "\ufdd0", "<b>x</b>", "<b>x y</b>", "<b> x</b>", "<b>x </b>",
+           "<b></b>", "<B>x</B>", "<b>x<b>", "<b>x&y</b>", "<b>*x*</b>", "<b>é 1</b>", "<b>x</b>>", "<b>x  y</b>"]
 _WORDS = st.lists(st.sampled_from(_PLAIN) | st.text(st.characters(categories=["L", "N", "M", "P", "S"]), max_size=3),
                   max_size=8).map("".join)
 _PARAGRAPH = st.tuples(_WORDS, st.sampled_from(["", "", *_MARKUP]), _WORDS, st.sampled_from(["", "", *_MARKUP]),

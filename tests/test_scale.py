@@ -101,23 +101,45 @@ def test_a_fork_waits_for_a_cache_write_in_progress(corpus, tmp_path):
     assert forked.is_set() and os.waitpid(children[0], 0)[1] == 0
 
 
-def test_serve_writes_its_cold_start_cache_once_serving_and_restarts_warm(tmp_path):
-    """`serve` answers before its cold start's parse cache is written (the master writes it once the
-    workers run, or when it is stopped before that), and a restart then parses nothing."""
+def test_serve_writes_its_cold_start_cache_before_forking_and_restarts_warm(tmp_path):
+    """`serve` writes the parse cache of its cold start before gunicorn forks the workers (so they share
+    the pages pickling touched), and a restart, even right after, parses nothing."""
     from conftest import serve
 
     corpus = generate(tmp_path / "c", items=600, topics=8)
     cache_dir = tmp_path / "cache"
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=first_log):
-        pass  # stopped at once: a write still pending is done before the server exits
+        pass
     with serve(corpus, "--cache-dir", str(cache_dir), "--workers", "2", log=second_log):
         pass
     first, second = first_log.read_text(), second_log.read_text()
-    cold = re.search(r"rescan files=(\d+) changed=\1 parsed=\1 removed=0 .* published=yes", first)
-    written = first.find("parse cache ")
-    assert cold and -1 < first.find("Booting worker") < written and " written: " in first[written:], first
+    assert re.search(r"rescan files=(\d+) changed=\1 parsed=\1 removed=0 .* published=yes", first), first
+    assert -1 < first.find(" written: ") < first.find("Booting worker"), first
     assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
+
+
+def test_a_cache_written_after_event_driven_scans_still_restores_its_snapshot(corpus, tmp_path):
+    """A scan of the files that events named leaves no directory listing to store; a restart on that cache
+    still serves its stored snapshot once its own walk finds every file as it was."""
+    from syndicator.index import build_snapshot
+
+    cache = tmp_path / "cache" / "parse.pickle"
+    scanner = Scanner(corpus, cache_file=cache, autosave=False)
+    scanner.scan()
+    target = sorted((corpus / "news").iterdir())[-1]
+    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(target)
+    scan = scanner.scan(paths=[target.relative_to(corpus).as_posix()])
+    assert scan.stats.parsed == 1 and scanner._listing is None
+    snapshot = build_snapshot(scan)
+    scanner.save(snapshot)
+    scanner.cache.flush()
+    warm = Scanner(corpus, cache_file=cache, autosave=False)
+    warm_scan = warm.scan()
+    restored = warm.restored(warm_scan)
+    assert warm_scan.stats.parsed == 0 and restored is not None
+    assert restored.all_items == snapshot.all_items and dict(restored.topics) == dict(snapshot.topics)
 
 
 def test_gunicorn_conf_workers_write_a_pending_cache_when_stopped(tmp_path):
