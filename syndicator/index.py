@@ -353,6 +353,22 @@ def walk(root: str | os.PathLike[str]) -> list[tuple[str, list[str], list[int]]]
     return listing
 
 
+def _restamped(listing: list[tuple[str, list[str], list[int]]], changes: list[tuple[str, int, int]]
+               ) -> list[tuple[str, list[str], list[int]]] | None:
+    """`listing` with the new (mtime_ns, size) of files it holds; None when one of them is not in it."""
+    listing = list(listing)  # the old one may be part of a cache state waiting to be written
+    where = {prefix: i for i, (prefix, _, _) in enumerate(listing)}
+    for rel, mtime_ns, size in changes:
+        directory, _, name = rel.rpartition("/")
+        i = where.get(directory + "/" if directory else "")
+        if i is None or name not in listing[i][1]:
+            return None
+        prefix, names, stamps = listing[i]
+        k = 2 * names.index(name)
+        listing[i] = (prefix, names, [*stamps[:k], mtime_ns, size, *stamps[k + 2:]])
+    return listing
+
+
 class Scanner:
     """Walks a content directory, reparsing only files whose (mtime, size) changed since last time.
 
@@ -446,7 +462,9 @@ class Scanner:
             todo, removed = found
             seen = dict(self._entries)
             gone = [seen.pop(rel) for rel in removed]
-            listing = None  # the next full walk compares every file once, then is fast again
+            # Files edited in place keep the listing valid with their new stamps; after anything else the
+            # next full walk compares every file once, then is fast again.
+            listing = _restamped(self._listing, todo) if self._listing is not None and not removed else None
         else:
             listing = self._walk()
             # (A stored snapshot stays usable when the listing differs: restored() takes it only if this

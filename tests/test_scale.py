@@ -119,27 +119,35 @@ def test_serve_writes_its_cold_start_cache_before_forking_and_restarts_warm(tmp_
     assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
 
 
-def test_a_cache_written_after_event_driven_scans_still_restores_its_snapshot(corpus, tmp_path):
-    """A scan of the files that events named leaves no directory listing to store; a restart on that cache
-    still serves its stored snapshot once its own walk finds every file as it was."""
-    from syndicator.index import build_snapshot
+def test_event_driven_scans_keep_the_listing_and_a_restart_restores_the_stored_snapshot(corpus, tmp_path):
+    """After a scan of the files that events named, an in-place edit keeps the directory listing exact (the
+    next walk is the cheap no-change case, and a restart on the cache written then serves its stored
+    snapshot); a deletion leaves none to store, and a restart still serves the stored snapshot once its
+    own walk finds every file as it was."""
+    from syndicator.index import build_snapshot, walk
 
     cache = tmp_path / "cache" / "parse.pickle"
     scanner = Scanner(corpus, cache_file=cache, autosave=False)
     scanner.scan()
-    target = sorted((corpus / "news").iterdir())[-1]
-    target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
-    bump_mtime(target)
-    scan = scanner.scan(paths=[target.relative_to(corpus).as_posix()])
-    assert scan.stats.parsed == 1 and scanner._listing is None
-    snapshot = build_snapshot(scan)
-    scanner.save(snapshot)
-    scanner.cache.flush()
-    warm = Scanner(corpus, cache_file=cache, autosave=False)
-    warm_scan = warm.scan()
-    restored = warm.restored(warm_scan)
-    assert warm_scan.stats.parsed == 0 and restored is not None
-    assert restored.all_items == snapshot.all_items and dict(restored.topics) == dict(snapshot.topics)
+    news = sorted((corpus / "news").iterdir())
+    edited, deleted = news[-1], news[0]
+    edited.write_text(edited.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
+    bump_mtime(edited)
+    scan = scanner.scan(paths=[edited.relative_to(corpus).as_posix()])
+    assert scan.stats.parsed == 1 and scanner._listing == walk(corpus)
+    for listed in (True, False):
+        if not listed:
+            deleted.unlink()
+            scan = scanner.scan(paths=[deleted.relative_to(corpus).as_posix()])
+            assert scan.stats.removed == 1 and scanner._listing is None
+        snapshot = build_snapshot(scan)
+        scanner.save(snapshot)
+        scanner.cache.flush()
+        warm = Scanner(corpus, cache_file=cache, autosave=False)
+        warm_scan = warm.scan()
+        restored = warm.restored(warm_scan)
+        assert warm_scan.stats.parsed == 0 and restored is not None
+        assert restored.all_items == snapshot.all_items and dict(restored.topics) == dict(snapshot.topics)
 
 
 def test_gunicorn_conf_workers_write_a_pending_cache_when_stopped(tmp_path):
