@@ -88,7 +88,7 @@ def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_
             if ind < indent:
                 break
             raise _Unsure  # a continuation line or a wrongly indented entry
-        key, value = _entry(content)
+        key, value = _entry(content) if len(content) <= MEMO_WIDTH else _read_entry(content)
         i += 1
         if type(value) is _Marker:
             if value is _FRESH_LIST:
@@ -114,9 +114,12 @@ _NO_VALUE, _FRESH_LIST, _FRESH_DICT = _Marker(), _Marker(), _Marker()
 
 # Most lines of front matter recur from one file to the next (`type: article`, `  width: 50`, a
 # provider's lines): remembering a line's key and value saves its regex and resolver work. Only
-# immutable values are remembered; `[]` and `{}` are built fresh for every document.
-@functools.lru_cache(maxsize=8192)
-def _entry(content: str) -> tuple[Any, Any]:
+# immutable values are remembered; `[]` and `{}` are built fresh for every document. Only short lines
+# and texts are remembered, so hostile files of long unique lines cannot fill memory through the caches.
+MEMO_WIDTH = 200
+
+
+def _read_entry(content: str) -> tuple[Any, Any]:
     """(key, value) of a `key: value` line, with a _Marker for no value, `[]` or `{}`."""
     match = _KEY.fullmatch(content)
     if match is None:
@@ -125,6 +128,9 @@ def _entry(content: str) -> tuple[Any, Any]:
     if not rest:
         return _plain(key), _NO_VALUE
     return _plain(key), (_FRESH_LIST if rest == "[]" else _FRESH_DICT if rest == "{}" else _scalar(rest))
+
+
+_entry = functools.lru_cache(maxsize=8192)(_read_entry)
 
 
 def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int) -> tuple[Any, int]:
@@ -182,19 +188,23 @@ def _scalar(text: str) -> Any:
 
 def _plain(text: str) -> Any:
     """A plain scalar, typed the way PyYAML's safe loader types it."""
-    return _resolved(text) if text[0] in _RESOLVERS else text
+    if text[0] not in _RESOLVERS:
+        return text
+    return _resolved(text) if len(text) <= MEMO_WIDTH else _resolve(text)
 
 
 # Texts some resolver may claim (keys like `title` or `type`, numbers, `true`) repeat from one front
 # matter to the next; a hit costs a lookup instead of a few regex matches. Every value it holds is
 # immutable (str, int, float, bool, None, date, datetime), so sharing one among documents is safe;
 # a text PyYAML must decide raises and is not remembered.
-@functools.lru_cache(maxsize=4096)
-def _resolved(text: str) -> Any:
+def _resolve(text: str) -> Any:
     for tag, pattern in _RESOLVERS[text[0]]:
         if pattern.match(text):
             return _construct(tag, text)
     return text
+
+
+_resolved = functools.lru_cache(maxsize=4096)(_resolve)
 
 
 # The timestamp emitters write (and our corpus holds): UTC, to the second.

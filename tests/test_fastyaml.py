@@ -181,3 +181,14 @@ def test_empty_collections_are_not_shared_between_documents():
     first["a"].append(1)
     first["b"]["k"] = 2
     assert fastyaml.load("a: []\nb: {}\nc: x\n", 100, 10) == {"a": [], "b": {}, "c": "x"}
+
+
+def test_long_lines_are_not_remembered():
+    """The caches of recurring lines and scalars hold short texts only: files of long unique lines (up to
+    the file size limit) cannot make them hold megabytes each."""
+    fastyaml.load("title: x\nn: 1\n", 100, 10)  # the keys, remembered once
+    sizes = fastyaml._entry.cache_info().currsize, fastyaml._resolved.cache_info().currsize
+    for i in range(20):
+        doc = fastyaml.load(f"title: {'x' * 5000}{i}\nn: {'1' * 300}{i}\n", 100, 10)
+        assert doc == {"title": "x" * 5000 + str(i), "n": int("1" * 300 + str(i))}
+    assert (fastyaml._entry.cache_info().currsize, fastyaml._resolved.cache_info().currsize) == sizes
