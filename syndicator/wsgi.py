@@ -24,8 +24,8 @@ def start_rescans(app: Flask, slot: int = 0) -> None:
 
 
 def finish_cache_write(app: Flask | None) -> None:
-    """Write a parse-cache write still pending in this process now (at shutdown), so that the next start
-    is warm; wait for one that is running."""
+    """At shutdown: write the parse cache now if this process has a write pending, so that the next start
+    is warm (and wait for a write already running)."""
     if app is not None:
         rescanner = app.extensions["syndicator"]["rescanner"]
         if rescanner is not None:
