@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import html
 import re
 import sys
 import threading
@@ -491,6 +492,7 @@ _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 # `<b>words</b>`: inline HTML that Markdown passes through and the sanitiser keeps as it is (the only
 # markup in ~1.5% of generated bodies, which then cost a full Markdown pass each).
 _BOLD = re.compile(r"<b>([^\W_](?:[^\W_]| (?! ))*(?<! ))</b>")
+_escape = functools.partial(html.escape, quote=False)  # &, < and >, as Markdown escapes them in text
 
 
 def _plain_paragraph_html(paragraph: str) -> str | None:
@@ -502,17 +504,14 @@ def _plain_paragraph_html(paragraph: str) -> str | None:
     if "<" in bare and _OPENING_ANGLE.search(bare):
         return None
     if bare is paragraph:
-        return "<p>" + _escape_plain(paragraph) + "</p>"
+        return "<p>" + _escape(paragraph) + "</p>"
     html = []
     end = 0
     for match in _BOLD.finditer(paragraph):
-        html += [_escape_plain(paragraph[end:match.start()]), "<b>", match[1], "</b>"]
+        html += [_escape(paragraph[end:match.start()]), "<b>", match[1], "</b>"]
         end = match.end()
-    return "<p>" + "".join(html) + _escape_plain(paragraph[end:]) + "</p>"
+    return "<p>" + "".join(html) + _escape(paragraph[end:]) + "</p>"
 
-
-def _escape_plain(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_body(markdown_text: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -88,7 +89,7 @@ def _mapping(lines: list[tuple[str, str]], i: int, indent: str, depth: int, max_
             if ind < indent:
                 break
             raise _Unsure  # a continuation line or a wrongly indented entry
-        key, value = _entry(content) if len(content) <= MEMO_WIDTH else _read_entry(content)
+        key, value = _entry(content)
         i += 1
         if type(value) is _Marker:
             if value is _FRESH_LIST:
@@ -112,13 +113,25 @@ class _Marker:
 _NO_VALUE, _FRESH_LIST, _FRESH_DICT = _Marker(), _Marker(), _Marker()
 
 
-# Most lines of front matter recur from one file to the next (`type: article`, `  width: 50`, a
-# provider's lines): remembering a line's key and value saves its regex and resolver work. Only
-# immutable values are remembered; `[]` and `{}` are built fresh for every document. Only short lines
-# and texts are remembered, so hostile files of long unique lines cannot fill memory through the caches.
+# Only texts up to this long are remembered (below), so files of long unique lines cannot make the
+# caches hold megabytes each.
 MEMO_WIDTH = 200
 
 
+def _remembered(function: Callable[[str], Any], size: int) -> Callable[[str], Any]:
+    """`function` with an LRU cache of `size` results for texts up to MEMO_WIDTH characters."""
+    cached = functools.lru_cache(maxsize=size)(function)
+
+    def call(text: str) -> Any:
+        return cached(text) if len(text) <= MEMO_WIDTH else function(text)
+
+    call.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return call
+
+
+# Most lines of front matter recur from one file to the next (`type: article`, `  width: 50`, a
+# provider's lines): remembering a line's key and value saves its regex and resolver work. Only
+# immutable values are remembered; `[]` and `{}` are built fresh for every document.
 def _read_entry(content: str) -> tuple[Any, Any]:
     """(key, value) of a `key: value` line, with a _Marker for no value, `[]` or `{}`."""
     match = _KEY.fullmatch(content)
@@ -130,7 +143,7 @@ def _read_entry(content: str) -> tuple[Any, Any]:
     return _plain(key), (_FRESH_LIST if rest == "[]" else _FRESH_DICT if rest == "{}" else _scalar(rest))
 
 
-_entry = functools.lru_cache(maxsize=8192)(_read_entry)
+_entry = _remembered(_read_entry, 8192)
 
 
 def _block(lines: list[tuple[str, str]], i: int, depth: int, max_depth: int) -> tuple[Any, int]:
@@ -188,9 +201,7 @@ def _scalar(text: str) -> Any:
 
 def _plain(text: str) -> Any:
     """A plain scalar, typed the way PyYAML's safe loader types it."""
-    if text[0] not in _RESOLVERS:
-        return text
-    return _resolved(text) if len(text) <= MEMO_WIDTH else _resolve(text)
+    return _resolved(text) if text[0] in _RESOLVERS else text
 
 
 # Texts some resolver may claim (keys like `title` or `type`, numbers, `true`) repeat from one front
@@ -204,7 +215,7 @@ def _resolve(text: str) -> Any:
     return text
 
 
-_resolved = functools.lru_cache(maxsize=4096)(_resolve)
+_resolved = _remembered(_resolve, 4096)
 
 
 # The timestamp emitters write (and our corpus holds): UTC, to the second.

@@ -467,9 +467,8 @@ class Scanner:
             listing = _restamped(self._listing, todo) if self._listing is not None and not removed else None
         else:
             listing = self._walk()
-            # (A stored snapshot stays usable when the listing differs: restored() takes it only if this
-            # scan finds every file as it was, which is also what a cache written without a listing, after
-            # scans of event-named files, needs.)
+            # A listing that differs does not discard the stored snapshot: restored() takes it only when
+            # this scan finds every file as it was, which also covers a cache stored without a listing.
             if listing == self._listing and self._last is not None:
                 # Nothing changed (the common case, which must cost little more than the walk itself): one
                 # comparison of two lists in C instead of a dictionary lookup per file.
