@@ -26,6 +26,16 @@ def make_scanner(settings: Settings, *, autosave: bool = True) -> Scanner:
                    workers=settings.workers_for_parsing, cache_file=settings.cache_file, autosave=autosave)
 
 
+def first_rescan(last_scan: dt.datetime | None, now: dt.datetime, slot: int, workers: int,
+                 interval: float) -> dt.datetime:
+    """When worker `slot` of `workers` first rescans, given the scan its snapshot came from (None: it has
+    none): (slot+1)/workers of an interval after that scan, or `now` when that time has passed."""
+    if last_scan is None:
+        return now
+    workers = max(1, workers)
+    return max(now, last_scan + dt.timedelta(seconds=(slot % workers + 1) * interval / workers))
+
+
 class Rescanner:
     """Owns the scanner state of one process and publishes snapshots to a `Publisher`."""
 
@@ -106,15 +116,17 @@ class Rescanner:
     def start(self, slot: int = 0) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change.
 
-        `slot` staggers the processes of one server: worker k of n first rescans k/n of an interval after
-        it starts (worker 0 at once, which also brings a respawned worker up to date), so their walks of
-        the content directory do not compete for the same cores and disk (measured at 100k files: two
-        walks at once took 1.0 s each, one alone 0.6 s). Respawned workers may share a slot."""
+        `slot` staggers the processes of one server: worker k of n first rescans (k+1)/n of an interval
+        after the scan its snapshot comes from, so their walks of the content directory do not compete for
+        the same cores and disk (measured at 100k files: two walks at once took 1.0 s each, one alone
+        0.6 s), and a worker forked right after that scan does not walk 100k files again while it starts
+        serving. A worker forked later (a respawn), or one without a snapshot, rescans at once to catch
+        up. Respawned workers may share a slot."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         interval = self.settings.interval
-        offset = (slot % max(1, self.settings.workers)) * interval / max(1, self.settings.workers)
-        first = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
+        inherited = self.last_scan if self.publisher.snapshot is not None else None
+        first = first_rescan(inherited, dt.datetime.now(dt.timezone.utc), slot, self.settings.workers, interval)
         scheduler = BackgroundScheduler(daemon=True, timezone=dt.timezone.utc)
         scheduler.add_job(self.run_once, "interval", seconds=interval, id="rescan", next_run_time=first,
                           max_instances=1, coalesce=True, misfire_grace_time=interval)

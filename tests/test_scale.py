@@ -15,7 +15,7 @@ from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
 from syndicator.index import Publisher, Scanner
-from syndicator.scheduler import Rescanner, make_scanner
+from syndicator.scheduler import Rescanner, first_rescan, make_scanner
 from syndicator.web import create_app
 
 BASE = "https://feeds.example.com/news"
@@ -502,3 +502,46 @@ def test_make_scanner_uses_every_core_and_the_cache_by_default(tmp_path):
     scanner = make_scanner(Settings(content=str(tmp_path)))
     assert scanner.workers == (os.cpu_count() or 1)
     assert scanner.cache is not None and scanner.cache.path == Settings(content=str(tmp_path)).cache_file
+
+
+
+def test_workers_take_turns_after_the_scan_they_inherit_and_a_late_one_catches_up():
+    """A worker forked right after the master's scan does not walk every file again while it starts
+    serving; worker k of n rescans (k+1)/n of an interval after that scan. A worker forked long after it
+    (a respawn), or one that inherited no snapshot, rescans at once."""
+    import datetime as dt
+
+    scanned = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    just_after = scanned + dt.timedelta(seconds=0.3)
+    seconds = [(first_rescan(scanned, just_after, slot, 2, 60) - scanned).total_seconds() for slot in range(4)]
+    assert seconds == [30, 60, 30, 60]  # slots wrap around the worker count
+    an_hour_later = scanned + dt.timedelta(hours=1)
+    assert first_rescan(scanned, an_hour_later, 1, 2, 60) == an_hour_later
+    assert first_rescan(None, just_after, 1, 2, 60) == just_after
+    assert first_rescan(scanned, just_after, 0, 1, 60) == scanned + dt.timedelta(seconds=60)
+
+
+def test_a_worker_starts_its_rescans_from_what_it_inherited(corpus):
+    """Rescanner.start schedules its first rescan by first_rescan(): half an interval after a fresh
+    scan for worker 0 of 2, and, without a snapshot to serve, at once (the job has run, or is due)."""
+    import datetime as dt
+
+    rescanner = Rescanner(Settings(content=str(corpus), interval=600, workers=2), Publisher())
+    rescanner.run_once()
+    rescanner.start(slot=0)
+    try:
+        due = rescanner._scheduler.get_job("rescan").next_run_time
+    finally:
+        rescanner.stop()
+    assert (due - rescanner.last_scan).total_seconds() == pytest.approx(300, abs=1)
+
+    empty = Rescanner(Settings(content=str(corpus / "missing"), interval=600, workers=2), Publisher())
+    empty.run_once()  # fails: nothing to serve yet
+    empty.start(slot=1)
+    try:
+        due = empty._scheduler.get_job("rescan").next_run_time
+    finally:
+        empty.stop()
+    # Due now, or already run (the scheduler then moved it an interval on): never half an interval away.
+    wait = (due - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    assert wait < 2 or wait == pytest.approx(600, abs=2)
