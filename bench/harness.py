@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import platform
@@ -79,6 +80,7 @@ class Context:
     wrk_seconds: int
     wrk_threads: int
     wrk_connections: int
+    wrk_runs: int  # wrk runs per measurement; the run with the median throughput is reported
     timeout: float  # upper bound for any one heavy child process (a build)
     serve_timeout: float  # upper bound for `syndicator serve` to become healthy
     serve_interval: int  # rescan interval given to `syndicator serve`
@@ -459,10 +461,13 @@ class Wrk:
     p99_ms: float
     bad_status: int
     socket_errors: str
+    runs: tuple[float, ...] = ()  # throughput of every run when several were made
 
     def note(self) -> str:
         """p50/p99 and anything that went wrong, for the table's notes column."""
         text = f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+        if len(self.runs) > 1:
+            text += f" (median of {len(self.runs)} runs: {', '.join(f'{r:,.0f}' for r in self.runs)} req/s)"
         if self.bad_status:
             text += f", {self.bad_status} non-2xx/3xx"
         if self.socket_errors:
@@ -474,7 +479,17 @@ _LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def run_wrk(ctx: Context, url: str, log: Path, headers: Sequence[str] = ()) -> Wrk:
-    """A bounded wrk run against 127.0.0.1 with the context's threads, connections and duration."""
+    """`ctx.wrk_runs` bounded wrk runs against 127.0.0.1; the one with the median throughput, with the
+    others' throughput in `runs`. Against gunicorn, one run's throughput is bimodal: wrk's keep-alive
+    connections all land on one worker in some runs and spread over both in others."""
+    results = []
+    for run in range(ctx.wrk_runs):
+        results.append(_run_wrk_once(ctx, url, log.with_name(f"{log.stem}-{run + 1}{log.suffix}"), headers))
+    median = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+    return dataclasses.replace(median, runs=tuple(r.rps for r in results))
+
+
+def _run_wrk_once(ctx: Context, url: str, log: Path, headers: Sequence[str]) -> Wrk:
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"wrk only loads 127.0.0.1, not {url}")
     cmd = ["wrk", f"-t{ctx.wrk_threads}", f"-c{ctx.wrk_connections}", f"-d{ctx.wrk_seconds}s", "--latency"]

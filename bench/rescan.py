@@ -1,0 +1,45 @@
+"""No-change rescans against bare walks, interleaved, in one process: `python bench/rescan.py CONTENT CACHE_DIR`.
+
+Run by ours.py after the serve phase, on the parse cache that phase left. It starts as a worker does
+(warm, from the cache), then alternates a bare os.scandir + stat walk (reference._walk) with a rescan
+(Rescanner.run_once, the job each worker runs; its scan time is what /status reports) and prints both
+lists of seconds as JSON. Alternating cancels drift in the machine's speed, which on this VM moves a
+walk by up to a third from minute to minute.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reference import _walk  # noqa: E402
+
+from syndicator.config import Settings  # noqa: E402
+from syndicator.index import Publisher  # noqa: E402
+from syndicator.scheduler import Rescanner  # noqa: E402
+
+
+def main(content: str, cache_dir: str, rounds: int = 5) -> None:
+    publisher = Publisher()
+    rescanner = Rescanner(Settings(content=content, cache_dir=cache_dir, workers=2), publisher)
+    if not rescanner.run_once():
+        raise SystemExit("the warm start published nothing")
+    if rescanner.scanner.parse_count:
+        raise SystemExit(f"not a warm start: {rescanner.scanner.parse_count} files parsed")
+    walks, rescans = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        _walk(content)
+        walks.append(time.perf_counter() - started)
+        if rescanner.run_once():
+            raise SystemExit("a no-change rescan published a new snapshot: the content changed")
+        rescans.append(publisher.scan_seconds)
+    print(json.dumps({"walk": walks, "rescan": rescans}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
