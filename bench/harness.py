@@ -149,7 +149,7 @@ def tool_versions() -> dict[str, str]:
     py = [str(PYTHON), "-c",
           "import sys, yaml, gunicorn, importlib.metadata as m;"
           "print(sys.version.split()[0], yaml.__version__, yaml.__with_libyaml__, gunicorn.__version__,"
-          " m.version('flask'))"]
+          " m.version('flask'), m.version('granian'))"]
     parts = _first_line(py).split()
     versions = {
         "hugo": _first_line(["hugo", "version"]),
@@ -162,9 +162,9 @@ def tool_versions() -> dict[str, str]:
         installed = _package_version(package) or _package_version(name)  # nginx may come as nginx, not -light
         if installed:
             versions[name] += f" (Debian {installed})"
-    if len(parts) == 5:
+    if len(parts) == 6:
         versions.update({"python (.venv)": parts[0], "PyYAML": f"{parts[1]} (libyaml: {parts[2]})",
-                         "gunicorn": parts[3], "Flask": parts[4]})
+                         "gunicorn": parts[3], "Flask": parts[4], "granian": parts[5]})
     commit = _first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "syndicator"],
                            capture_output=True, text=True).stdout.strip()

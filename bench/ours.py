@@ -17,6 +17,7 @@ Keys produced (and paired in run.COMPARISONS):
     restart.main.wall                `serve` again on the parse cache the cold start left (needs --cache-dir),
                                      median of RESTARTS
     rescan.main / walk.interleaved   no-change rescan and bare walk alternating in one process (rescan.py)
+    serve.granian.rps / .rps304      the same feed and 304s under `serve --server granian`
 
 "Cold" means no parse cache: when a command has --cache-dir, every cold run gets a fresh, empty one in
 bench/work (the default, ~/.cache/syndicator, would survive between runs and make the next cold start warm).
@@ -254,6 +255,36 @@ def _no_change_rescan(base: str, after: dt.datetime, ctx: Context) -> float:
     raise RuntimeError(f"no rescan within {ctx.serve_interval + 120} s (interval {ctx.serve_interval} s)")
 
 
+def serve_granian(ctx: Context) -> None:
+    """`syndicator serve --server granian` on the main corpus: the same feed and 304 under wrk. It starts
+    on the parse cache the gunicorn phase left (a warm start), so only serving is compared."""
+    corpus = ctx.main
+    if "--server" not in _flags("serve"):
+        raise Unavailable("serve has no --server option")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = ctx.logs / "serve-granian.log"
+    cmd = [*python_cmd("-m", "syndicator.cli"), "serve", "--server", "granian", "--content", str(corpus.path),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--interval", str(ctx.serve_interval),
+           "--cache-dir", str(WORK / "serve-cache")]
+    with server(cmd, log, cwd=ROOT) as proc:
+        healthy = wait_http(f"{base}/healthz", proc, log, ctx.serve_timeout, fatal=FATAL)
+        wait_idle(proc.pid, ctx.serve_timeout)
+        url = f"{base}{ctx.sample_feed_name or '/feeds/all.rss'}"
+        code, headers, body = http_get(url)
+        if code != 200:
+            raise RuntimeError(f"{url}: {code}")
+        if ctx.sample_feed is not None and body != ctx.sample_feed:
+            raise RuntimeError(f"{url} under granian differs from the same feed under gunicorn")
+        full = run_wrk(ctx, url, ctx.logs / "wrk-serve-granian.txt")
+        ctx.record("serve.granian.rps", full.rps, "req/s",
+                   f"{url.removeprefix(base)}, {len(body) / 1000:.0f} KB, healthy after {healthy:.1f} s "
+                   f"(warm); {full.note()}")
+        etag = headers.get("ETag", "")
+        cond = run_wrk(ctx, url, ctx.logs / "wrk-serve-granian-304.txt", headers=[f"If-None-Match: {etag}"])
+        ctx.record("serve.granian.rps304", cond.rps, "req/s", cond.note())
+
+
 # ------------------------------------------------------------------------------------ extension point
 OURS = [
     Phase("syndicator build (cold, all feeds)", cold_build,
@@ -262,4 +293,5 @@ OURS = [
           ("serve.main.cold", "serve.main.rss", "serve.main.pss", "serve.main.per_item", "serve.main.rps",
            "serve.main.rps304", "rescan.served", "change.main", "target.change", "target.restart", "restart.main.wall",
            "rescan.main", "walk.interleaved")),
+    Phase("syndicator serve --server granian: wrk, 304", serve_granian, ("serve.granian.rps", "serve.granian.rps304")),
 ]

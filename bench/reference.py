@@ -181,6 +181,22 @@ def wsgi_baseline(ctx: Context) -> None:
         _load(ctx, "wsgi", url, what)
 
 
+def wsgi_granian_baseline(ctx: Context) -> None:
+    """The same bare WSGI callable under granian with the settings `serve --server granian` uses (2
+    workers, 4 blocking threads each, access log on)."""
+    body, what = _body(ctx)
+    port = free_port()
+    log = ctx.logs / "wsgi-granian.log"
+    cmd = [str(VENV / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "2", "--blocking-threads", "4", "--access-log", "--working-dir", str(BENCH),
+           "bare_wsgi:app"]
+    with server(cmd, log, env=dict(os.environ, BENCH_BODY=str(body))) as proc:
+        url = f"http://127.0.0.1:{port}/feeds/feed.rss"
+        wait_http(url, proc, log, deadline=60)
+        wait_idle(proc.pid, 60)
+        _load(ctx, "wsgi_granian", url, what)
+
+
 def nginx_baseline(ctx: Context) -> None:
     """nginx serving the same feed bytes as a static file (2 workers, otherwise stock settings)."""
     body, what = _body(ctx)
@@ -246,5 +262,6 @@ BUILD_REFERENCES = [
 ]
 HTTP_REFERENCES = [
     Phase("bare WSGI under gunicorn + wrk", wsgi_baseline, ("wsgi.rps", "wsgi.rps304")),
+    Phase("bare WSGI under granian + wrk", wsgi_granian_baseline, ("wsgi_granian.rps", "wsgi_granian.rps304")),
     Phase("nginx static file + wrk", nginx_baseline, ("nginx.rps", "nginx.rps304")),
 ]

@@ -87,6 +87,14 @@ COMPARISONS = [
         "bare WSGI, same gunicorn settings", "higher"),
     Row("304 Not Modified (If-None-Match)", "serve.main.rps304", "nginx.rps304", "nginx, static file",
         "higher"),
+    Row("a topic feed from memory, serve --server granian", "serve.granian.rps", "wsgi_granian.rps",
+        "bare WSGI, same granian settings", "higher"),
+    Row("a topic feed from memory, serve --server granian", "serve.granian.rps", "serve.main.rps",
+        "ours under gunicorn", "higher"),
+    Row("304 Not Modified, serve --server granian", "serve.granian.rps304", "wsgi_granian.rps304",
+        "bare WSGI, same granian settings", "higher"),
+    Row("304 Not Modified, serve --server granian", "serve.granian.rps304", "serve.main.rps304",
+        "ours under gunicorn", "higher"),
 ]
 
 

@@ -51,7 +51,7 @@ preload_app = True
 def post_worker_init(worker):
     from syndicator.wsgi import start_rescans
 
-    start_rescans(worker.wsgi, slot=worker.age)
+    start_rescans(worker.wsgi, slot=worker.age - 1)  # gunicorn counts the workers it starts from 1
 
 
 def worker_exit(server, worker):

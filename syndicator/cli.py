@@ -10,6 +10,9 @@ import sys
 from .config import SETTINGS, ConfigError, Settings, load_settings
 
 log = logging.getLogger("syndicator")
+# Request threads per worker process, under either server: requests are short and answered from memory,
+# but a slow reader must not hold a whole process; threads share the worker's snapshot.
+THREADS = 4
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -25,10 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syndicator", description="Topic feeds from a content directory.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the feeds over HTTP (gunicorn)")
+    serve = sub.add_parser("serve", help="serve the feeds over HTTP (gunicorn or granian)")
     _add_setting_flags(serve, ("content", "host", "port", "base_url", "site_url", "interval", "feed_limit",
                                "title", "workers", "trusted_proxies", "hub_url", "max_file_bytes", "log_level",
-                               "cache_dir", "parse_workers", "fs_events"))
+                               "cache_dir", "parse_workers", "fs_events", "server"))
 
     check = sub.add_parser("check", help="list every problem in the content directory; exit 1 if any")
     _add_setting_flags(check, ("content", "site_url", "max_file_bytes"))
@@ -78,21 +81,27 @@ def cmd_topics(settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    from gunicorn.app.base import BaseApplication
-
     from .index import ScanError
-    from .web import create_app
-    from .wsgi import finish_cache_write, start_rescans
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
+    if settings.server == "granian":
+        return _serve_granian(settings)
+    return _serve_gunicorn(settings)
+
+
+def _serve_gunicorn(settings: Settings) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from .web import create_app
+    from .wsgi import finish_cache_write, start_rescans
 
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{settings.host}:{settings.port}")
             self.cfg.set("workers", settings.workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
+            self.cfg.set("threads", THREADS)
             self.cfg.set("accesslog", "-")
             self.cfg.set("loglevel", settings.log_level.lower())
             # The first scan (parallel, all cores) runs once in the master; the workers inherit the
@@ -115,11 +124,67 @@ def cmd_serve(settings: Settings) -> int:
         def start_rescans(self, worker):
             # Each worker rescans on its own from the inherited scanner state: no reparse, and output is
             # deterministic, so every worker serves the same bytes and ETags.
-            start_rescans(self.app, slot=worker.age)
+            start_rescans(self.app, slot=worker.age - 1)  # gunicorn counts the workers it starts from 1
 
-    log.info("serving %s on http://%s:%d/ with %d workers", settings.content, settings.host, settings.port,
-             settings.workers)
+    log.info("serving %s on http://%s:%d/ with %d gunicorn workers", settings.content, settings.host,
+             settings.port, settings.workers)
     Server().run()
+    return 0
+
+
+def _serve_granian(settings: Settings) -> int:
+    """`serve` under granian, in the shape it has under gunicorn: the first scan in the parent, workers
+    forked with its snapshot that rescan on their own, a pending cache write finished when each stops."""
+    try:
+        from granian.constants import Interfaces
+        from granian.log import LogLevels
+        from granian.server.mp import MPServer
+    except ImportError:
+        print("syndicator: server granian is not installed: pip install 'syndicator[granian]'", file=sys.stderr)
+        return 2
+    import multiprocessing
+
+    if multiprocessing.get_start_method() != "fork":  # spawned workers could not inherit the snapshot
+        print(f"syndicator: server granian needs fork()ed workers; this Python starts processes by "
+              f"{multiprocessing.get_start_method()}", file=sys.stderr)
+        return 2
+    from .web import create_app
+    from .wsgi import finish_cache_write, start_rescans
+
+    app = create_app(settings, schedule=False)
+    slot = reloads = 0
+
+    def reloading():
+        # In the main process, before a reload (HUP) forks replacement workers: they must catch up at once.
+        nonlocal reloads
+        reloads += 1
+
+    def run_worker(worker_id: int, *args, **kwargs):
+        # granian's own worker entry point, run in the forked worker. Its number (from 1) and the reloads
+        # before it say how many workers were started before it; once it has stopped serving, a
+        # parse-cache write it has pending is done.
+        nonlocal slot
+        slot = reloads * settings.workers + worker_id - 1
+        try:
+            return MPServer._spawn_wsgi_worker(worker_id, *args, **kwargs)
+        finally:
+            finish_cache_write(app)
+
+    def load_app():
+        # In the worker, where granian would import its target: the app the parent built, with rescans.
+        start_rescans(app, slot=slot)
+        return app
+
+    server = MPServer("syndicator.wsgi:application", address=settings.host, port=settings.port,
+                      interface=Interfaces.WSGI, workers=settings.workers, blocking_threads=THREADS,
+                      websockets=False, log_access=True, log_level=LogLevels(settings.log_level.lower()))
+    server.on_reload(reloading)
+    log.info("serving %s on http://%s:%d/ with %d granian workers", settings.content, settings.host,
+             settings.port, settings.workers)
+    try:
+        server.serve(spawn_target=run_worker, target_loader=load_app, wrap_loader=False)
+    finally:
+        finish_cache_write(app)
     return 0
 
 

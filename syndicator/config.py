@@ -38,7 +38,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("interval", 60, int, "seconds between rescans of the content directory"),
     Setting("feed_limit", 50, int, "newest items in each subscription feed"),
     Setting("title", "syndicator", str, "site title shown in feeds and pages"),
-    Setting("workers", 2, int, "gunicorn worker processes for `serve`"),
+    Setting("workers", 2, int, "worker processes of `serve`"),
     Setting("trusted_proxies", 0, int, "number of reverse proxies whose X-Forwarded-* headers are trusted"),
     Setting("hub_url", "", str, "WebSub hub to advertise and ping after feeds change"),
     Setting("max_file_bytes", 1_048_576, int, "largest item file read; larger files are reported"),
@@ -48,7 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("parse_workers", 0, int, "processes that parse files on a cold start (0: one per CPU core)"),
     Setting("fs_events", 1, int, "1: rescan within a second of a change when filesystem events are available "
             "(inotify via watchdog); 0: only every interval"),
+    Setting("server", "gunicorn", str, "HTTP server of `serve`: gunicorn, or granian (faster from memory; "
+            "pip install 'syndicator[granian]')"),
 )
+SERVERS = ("gunicorn", "granian")
 _BY_NAME = {s.name: s for s in SETTINGS}
 ENV_PREFIX = "SYNDICATOR_"
 
@@ -73,6 +76,7 @@ class Settings:
     cache_dir: str = ""
     parse_workers: int = 0
     fs_events: int = 1
+    server: str = "gunicorn"
 
     def __post_init__(self) -> None:
         # Links are built as base_url + "/feeds/...", so a trailing slash would double up.
@@ -124,6 +128,10 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{source}: {name} must be an http(s) URL, got {text!r}")
         if name != "hub_url":  # a hub's URL is used exactly as given
             text = text.rstrip("/")
+    if name == "server":
+        text = text.lower()
+        if text not in SERVERS:
+            raise ConfigError(f"{source}: server must be {' or '.join(SERVERS)}, got {value!r}")
     if name == "log_level":
         text = text.upper()
         if text not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

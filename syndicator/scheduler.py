@@ -28,12 +28,14 @@ def make_scanner(settings: Settings, *, autosave: bool = True) -> Scanner:
 
 def first_rescan(last_scan: dt.datetime | None, now: dt.datetime, slot: int, workers: int,
                  interval: float) -> dt.datetime:
-    """When worker `slot` of `workers` first rescans, given the scan its snapshot came from (None: it has
-    none): (slot+1)/workers of an interval after that scan, or `now` when that time has passed."""
-    if last_scan is None:
-        return now
+    """When a worker first rescans. `slot` counts the workers a server has started, from 0; the first
+    `workers` of them take turns after the scan their snapshot came from (`last_scan`; None: they have
+    none), (slot+1)/workers of an interval after it. Later ones replace workers (a reload, a crash) and
+    catch up at once, as does one without a snapshot."""
     workers = max(1, workers)
-    return max(now, last_scan + dt.timedelta(seconds=(slot % workers + 1) * interval / workers))
+    if last_scan is None or slot >= workers:
+        return now
+    return max(now, last_scan + dt.timedelta(seconds=(slot + 1) * interval / workers))
 
 
 class Rescanner:
@@ -116,12 +118,12 @@ class Rescanner:
     def start(self, slot: int = 0) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change.
 
-        `slot` staggers the processes of one server: worker k of n first rescans (k+1)/n of an interval
-        after the scan its snapshot comes from, so their walks of the content directory do not compete for
-        the same cores and disk (measured at 100k files: two walks at once took 1.0 s each, one alone
-        0.6 s), and a worker forked right after that scan does not walk 100k files again while it starts
-        serving. A worker forked later (a respawn), or one without a snapshot, rescans at once to catch
-        up. Respawned workers may share a slot."""
+        `slot` (the server's count of workers started before this one) staggers the processes of one
+        server: worker k of n first rescans (k+1)/n of an interval after the scan its snapshot comes from,
+        so their walks of the content directory do not compete for the same cores and disk (measured at
+        100k files: two walks at once took 1.0 s each, one alone 0.6 s), and a worker forked right after
+        that scan does not walk 100k files again while it starts serving. A replacement worker, or one
+        without a snapshot, rescans at once to catch up (replacements may then walk at the same time)."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         interval = self.settings.interval

@@ -18,8 +18,9 @@ def application() -> Flask:
 
 
 def start_rescans(app: Flask, slot: int = 0) -> None:
-    """Start the periodic and event-driven rescans in this process (after any fork); `slot` (gunicorn's
-    worker.age) staggers the workers' rescans across the interval."""
+    """Start the periodic and event-driven rescans in this process (after any fork); `slot`, the number of
+    workers the server started before this one (gunicorn's worker.age - 1), staggers the workers'
+    rescans across the interval, and a replacement worker rescans at once."""
     app.extensions["syndicator"]["rescanner"].start(slot=slot)
 
 

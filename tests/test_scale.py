@@ -505,20 +505,20 @@ def test_make_scanner_uses_every_core_and_the_cache_by_default(tmp_path):
 
 
 
-def test_workers_take_turns_after_the_scan_they_inherit_and_a_late_one_catches_up():
+def test_workers_take_turns_after_the_scan_they_inherit_and_replacements_catch_up():
     """A worker forked right after the master's scan does not walk every file again while it starts
-    serving; worker k of n rescans (k+1)/n of an interval after that scan. A worker forked long after it
-    (a respawn), or one that inherited no snapshot, rescans at once."""
+    serving; worker k of n rescans (k+1)/n of an interval after that scan. A replacement worker (a reload
+    or a crash, however soon after that scan), or one that inherited no snapshot, rescans at once."""
     import datetime as dt
 
     scanned = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
     just_after = scanned + dt.timedelta(seconds=0.3)
-    seconds = [(first_rescan(scanned, just_after, slot, 2, 60) - scanned).total_seconds() for slot in range(4)]
-    assert seconds == [30, 60, 30, 60]  # slots wrap around the worker count
-    an_hour_later = scanned + dt.timedelta(hours=1)
-    assert first_rescan(scanned, an_hour_later, 1, 2, 60) == an_hour_later
-    assert first_rescan(None, just_after, 1, 2, 60) == just_after
+    assert [(first_rescan(scanned, just_after, slot, 2, 60) - scanned).total_seconds() for slot in (0, 1)] == [30, 60]
+    assert first_rescan(scanned, just_after, 2, 2, 60) == just_after  # the third worker started: a replacement
     assert first_rescan(scanned, just_after, 0, 1, 60) == scanned + dt.timedelta(seconds=60)
+    an_hour_later = scanned + dt.timedelta(hours=1)
+    assert first_rescan(scanned, an_hour_later, 1, 2, 60) == an_hour_later  # its turn is long past
+    assert first_rescan(None, just_after, 1, 2, 60) == just_after
 
 
 def test_a_worker_starts_its_rescans_from_what_it_inherited(corpus):

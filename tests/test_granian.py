@@ -1,0 +1,139 @@
+"""`syndicator serve --server granian`: the same service under granian, over real HTTP.
+
+granian is a test dependency, so these run in CI; a missing granian fails them, it does not skip them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from email.message import Message
+
+import pytest
+from conftest import ROOT, bump_mtime, generate, parse, poll, serve
+
+from syndicator.config import ConfigError, Settings, load_settings
+from syndicator.index import Scanner
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, Message, bytes]:
+    """Status, headers (names in any case) and body of a GET."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:  # a 304 arrives as an HTTPError
+        return exc.code, exc.headers, exc.read()
+
+
+def test_granian_serves_parsable_feeds_304s_and_live_changes_in_every_worker(corpus):
+    with serve(corpus, "--server", "granian", "--workers", "2", "--interval", "1") as base:
+        status, headers, body = get(base + "/feeds/azure.rss")
+        assert status == 200 and headers["Server"] == "granian"
+        assert headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+        parsed = parse(body)
+        assert not parsed.bozo and parsed.feed.link == base + "/topics/azure/" and parsed.entries
+        assert get(base + "/feeds/azure.rss", {"If-None-Match": headers["ETag"]})[0] == 304
+        assert json.loads(get(base + "/status")[2])["items"] == 60
+        # A change on disk shows up without a restart, in every worker (six answers in a row).
+        (corpus / "news" / "zz-new.md").write_text(
+            "---\ntitle: Live change\npublishedDateTime: 2026-01-01T00:00:00Z\n"
+            "webUrl: https://x.org/live\ntopics: [Azure]\n---\n", encoding="utf-8")
+        seen = [0]
+
+        def steady() -> bool:
+            seen[0] = seen[0] + 1 if b"Live change" in get(base + "/feeds/azure.atom")[2] else 0
+            return seen[0] >= 6
+
+        poll(steady, 30, "the new item in six answers in a row", interval=0.1)
+
+
+def test_granian_and_gunicorn_serve_the_same_bytes(corpus):
+    """The server is only transport: every feed, page and ETag is the same under both."""
+    paths = ["/feeds/all.rss", "/feeds/azure.atom", "/feeds/all.json", "/topics.opml", "/topics/azure/", "/"]
+    public = ["--base-url", "https://feeds.example.com", "--workers", "2"]
+    with serve(corpus, *public) as gunicorn, serve(corpus, *public, "--server", "granian") as granian:
+        for path in paths:
+            ours, theirs = get(gunicorn + path), get(granian + path)
+            assert ours[0] == theirs[0] == 200, path
+            assert ours[2] == theirs[2], path
+            assert ours[1].get("ETag") == theirs[1].get("ETag"), path
+            assert ours[1]["Content-Type"] == theirs[1]["Content-Type"], path
+
+
+def test_granian_starts_warm_and_its_workers_write_a_pending_cache_when_stopped(tmp_path):
+    """As under gunicorn: the cold start's parse cache is written before the workers fork, a restart parses
+    nothing, and a worker stopped soon after an edit writes the cache with that edit first."""
+    corpus = generate(tmp_path / "c", items=300, topics=6)
+    cache_dir = tmp_path / "cache"
+    args = ("--server", "granian", "--cache-dir", str(cache_dir), "--workers", "2")
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    with serve(corpus, *args, log=first_log):
+        pass
+    first = first_log.read_text()
+    assert re.search(r"rescan files=(\d+) changed=\1 parsed=\1 removed=0 .* published=yes", first), first
+    assert -1 < first.find(" written: ") < first.find("Spawning worker"), first
+
+    with serve(corpus, *args, log=second_log) as base:
+        newest = sorted((corpus / "news").iterdir())[-1]
+        newest.write_text(newest.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1),
+                          encoding="utf-8")
+        bump_mtime(newest)
+        poll(lambda: b"Edited" in get(base + "/feeds/all.rss")[2], 30, "the edit served")
+    second = second_log.read_text()
+    assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
+    # The edit's cache write was 30 s away when the server stopped: the workers wrote it on their way out.
+    warm = Scanner(corpus, cache_file=Settings(content=str(corpus), cache_dir=str(cache_dir)).cache_file)
+    scan = warm.scan()
+    assert scan.stats.parsed == 0 and any(i.title.startswith("Edited ") for i in scan.items)
+
+
+def test_the_server_setting_is_checked_and_a_missing_granian_is_named():
+    assert load_settings(env={"SYNDICATOR_SERVER": "Granian"}).server == "granian"
+    with pytest.raises(ConfigError, match="server must be gunicorn or granian, got 'uvicorn'"):
+        load_settings(env={"SYNDICATOR_SERVER": "uvicorn"})
+    # Without granian installed (hidden here), `serve --server granian` says what to install.
+    code = ("import sys; sys.modules['granian'] = None; from syndicator.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, "serve", "--content", str(ROOT / "content"), "--server",
+                           "granian"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "server granian is not installed: pip install 'syndicator[granian]'" in proc.stderr
+
+
+def test_granian_hup_replaces_the_workers_and_term_stops_cleanly(corpus, tmp_path):
+    """What deploy/syndicator.service does to the main process: HUP brings up fresh workers (forked with
+    the main process's snapshot; they rescan at once, as it is older than their first turn), which serve
+    the current content; TERM then stops everything with exit status 0."""
+    from conftest import free_port, stop, wait_http
+
+    port = free_port()
+    base, log = f"http://127.0.0.1:{port}", tmp_path / "granian.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "syndicator.cli", "serve", "--content", str(corpus),
+                                 "--server", "granian", "--port", str(port), "--workers", "2", "--interval", "600",
+                                 "--fs-events", "0"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_http(base + "/healthz", proc=proc, log=log)
+        (corpus / "news" / "zz-new.md").write_text(
+            "---\ntitle: Before the reload\npublishedDateTime: 2026-01-01T00:00:00Z\n"
+            "webUrl: https://x.org/reload\ntopics: [Azure]\n---\n", encoding="utf-8")
+        proc.send_signal(signal.SIGHUP)
+        poll(lambda: log.read_text().count("Stopped old worker") == 2, 60, "both workers replaced")
+        # No filesystem events and a 600 s interval: only the new workers' first rescans, at once, can
+        # bring the item in, within seconds (six answers in a row: both workers).
+        seen = [0]
+
+        def steady() -> bool:
+            seen[0] = seen[0] + 1 if b"Before the reload" in get(base + "/feeds/azure.rss")[2] else 0
+            return seen[0] >= 6
+
+        poll(steady, 20, "the item written before the reload, from both new workers", interval=0.1)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, log.read_text()
