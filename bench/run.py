@@ -222,7 +222,7 @@ def report(ctx: Context, facts: dict[str, str], versions: dict[str, str], durati
         out += ["**--quick run: small corpora and short wrk runs; it tests the harness, not the code.**", ""]
     out += [f"Corpora: main {ctx.main.label} items/topics, small {ctx.small.label} (tools/gen_corpus.py, "
             f"default seed). wrk -t{ctx.wrk_threads} -c{ctx.wrk_connections} -d{ctx.wrk_seconds}s on 127.0.0.1 "
-            f"({ctx.wrk_runs} run{'s' if ctx.wrk_runs > 1 else ''} per figure, the median reported), "
+            f"({ctx.wrk_runs} run{'s' if ctx.wrk_runs > 1 else ''} per figure, the best reported), "
             f"on the same {facts['nproc']} cores as the server. Page cache warm. "
             f"`serve` runs with --workers 2 --interval {ctx.serve_interval}.", "",
             "Ratio is ours ÷ reference; \"better\" says which direction is good.", "",
