@@ -64,6 +64,11 @@ def send_document(doc: documents.Document) -> Response:
     return response
 
 
+# The request headers responses.respond() reads, by their WSGI environ keys.
+_ENVIRON_KEYS = {name: "HTTP_" + name.upper().replace("-", "_")
+                 for name in ("Accept", "Accept-Encoding", "If-None-Match", "If-Modified-Since")}
+
+
 class FeedFastPath:
     """WSGI middleware: GET/HEAD of a subscription feed answered straight from the snapshot.
 
@@ -84,11 +89,11 @@ class FeedFastPath:
             key = ("", "", "")
         else:
             host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-            if not _HOST.match(host):
-                return None  # Flask answers it with a 400
             key = (environ.get("wsgi.url_scheme", "http"), host, environ.get("SCRIPT_NAME", "").rstrip("/"))
-        site = self._sites.get(key)
+        site = self._sites.get(key)  # only valid hosts are kept
         if site is None:
+            if not s.base_url and not _HOST.match(key[1]):
+                return None  # Flask answers it with a 400
             base = s.base_url or f"{key[0]}://{key[1]}{key[2]}"
             site = documents.Site(base, s.title, s.hub_url, s.feed_limit, s.interval)
             if len(self._sites) < 64:  # bounded: Host headers are chosen by clients
@@ -105,8 +110,7 @@ class FeedFastPath:
             site = self._site(environ) if dot and "/" not in slug and fmt in feeds.FORMATS else None
             doc = documents.feed_document(snapshot, site, slug, fmt) if site is not None else None
             if doc is not None:
-                status, headers, body = responses.respond(doc, lambda name: environ.get(
-                    "HTTP_" + name.upper().replace("-", "_")))
+                status, headers, body = responses.respond(doc, lambda name: environ.get(_ENVIRON_KEYS[name]))
                 start_response("200 OK" if status == 200 else "304 Not Modified", headers)
                 self.metrics.count("feed", status)
                 return [body] if method == "GET" and status == 200 else []
