@@ -57,9 +57,9 @@ from harness import (
     wait_idle,
 )
 
-# gunicorn lines that mean workers will never become healthy: fail fast instead of waiting out the deadline.
 RESTARTS = 3  # warm restarts measured; the median is reported
 RESCAN_ROUNDS = 5  # no-change rescans (and bare walks) in bench/rescan.py
+# gunicorn lines that mean workers will never become healthy: fail fast instead of waiting out the deadline.
 FATAL = ("WORKER TIMEOUT", "Worker failed to boot", "Reason: App failed to load")
 
 
