@@ -3,6 +3,7 @@ as a real process."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,32 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def http_get(url: str, headers: dict | None = None) -> tuple[int, Message, bytes]:
+    """GET without raising on 304 or 4xx/5xx: status, headers (looked up in any case: granian sends them
+    in lower case) and body (gunzipped when it came gzipped)."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, head, body = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, head, body = exc.code, exc.headers, exc.read()
+    if head.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return status, head, body
+
+
+def steadily(check: Callable[[], Any], times: int = 8) -> tuple[bool, Any]:
+    """`check` holds on several requests in a row: with two workers, both have caught up (each worker
+    rescans on its own and may be one interval behind the other). Returns (ok, last detail)."""
+    detail = None
+    for _ in range(times):
+        result = check()
+        ok, detail = result if isinstance(result, tuple) else (result, detail)
+        if not ok:
+            return False, detail
+    return True, detail
 
 
 def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

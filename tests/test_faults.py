@@ -24,15 +24,26 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SYNDICATOR, bump_mtime, free_port, generate, parse, poll, serve, stop, wait_http, write_item
+from conftest import (
+    ROOT,
+    SYNDICATOR,
+    bump_mtime,
+    free_port,
+    generate,
+    http_get,
+    parse,
+    poll,
+    serve,
+    steadily,
+    stop,
+    wait_http,
+    write_item,
+)
 
 from syndicator.config import Settings
 from syndicator.index import Publisher
@@ -89,19 +100,6 @@ def retitled(text: str, title: str) -> str:
     return new
 
 
-def http_get(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """GET without raising on 4xx/5xx: status, headers, body (gunzipped when it came gzipped)."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, head, body = response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        status, head, body = exc.code, dict(exc.headers), exc.read()
-    if head.get("Content-Encoding") == "gzip":
-        body = gzip.decompress(body)
-    return status, head, body
-
-
 def served_feeds(base: str) -> dict[tuple[str, str], bytes]:
     """Every subscription feed of a running server, each checked whole; (slug, format) -> bytes."""
     status, _head, body = http_get(base + "/status")
@@ -123,18 +121,6 @@ def fetch_feed(base: str, path: str) -> bytes:
     assert code == 200, (path, code, body[:200])
     check_document(body, path.rsplit(".", 1)[1], head["ETag"])
     return body
-
-
-def steadily(check: Callable[[], Any], times: int = 8) -> tuple[bool, Any]:
-    """`check` holds on several requests in a row: with two workers, both have caught up (each worker
-    rescans on its own and may be one interval behind the other). Returns (ok, last detail)."""
-    detail = None
-    for _ in range(times):
-        result = check()
-        ok, detail = result if isinstance(result, tuple) else (result, detail)
-        if not ok:
-            return False, detail
-    return True, detail
 
 
 def status_of(base: str) -> dict:

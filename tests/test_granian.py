@@ -10,47 +10,29 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from email.message import Message
 
 import pytest
-from conftest import ROOT, bump_mtime, generate, parse, poll, serve
+from conftest import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
 
 from syndicator.config import ConfigError, Settings, load_settings
 from syndicator.index import Scanner
 
 
-def get(url: str, headers: dict | None = None) -> tuple[int, Message, bytes]:
-    """Status, headers (names in any case) and body of a GET."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:  # a 304 arrives as an HTTPError
-        return exc.code, exc.headers, exc.read()
-
-
 def test_granian_serves_parsable_feeds_304s_and_live_changes_in_every_worker(corpus):
     with serve(corpus, "--server", "granian", "--workers", "2", "--interval", "1") as base:
-        status, headers, body = get(base + "/feeds/azure.rss")
+        status, headers, body = http_get(base + "/feeds/azure.rss")
         assert status == 200 and headers["Server"] == "granian"
         assert headers["Content-Type"] == "application/rss+xml; charset=utf-8"
         parsed = parse(body)
         assert not parsed.bozo and parsed.feed.link == base + "/topics/azure/" and parsed.entries
-        assert get(base + "/feeds/azure.rss", {"If-None-Match": headers["ETag"]})[0] == 304
-        assert json.loads(get(base + "/status")[2])["items"] == 60
-        # A change on disk shows up without a restart, in every worker (six answers in a row).
+        assert http_get(base + "/feeds/azure.rss", {"If-None-Match": headers["ETag"]})[0] == 304
+        assert json.loads(http_get(base + "/status")[2])["items"] == 60
+        # A change on disk shows up without a restart, in every worker.
         (corpus / "news" / "zz-new.md").write_text(
             "---\ntitle: Live change\npublishedDateTime: 2026-01-01T00:00:00Z\n"
             "webUrl: https://x.org/live\ntopics: [Azure]\n---\n", encoding="utf-8")
-        seen = [0]
-
-        def steady() -> bool:
-            seen[0] = seen[0] + 1 if b"Live change" in get(base + "/feeds/azure.atom")[2] else 0
-            return seen[0] >= 6
-
-        poll(steady, 30, "the new item in six answers in a row", interval=0.1)
+        poll(lambda: steadily(lambda: b"Live change" in http_get(base + "/feeds/azure.atom")[2]), 30,
+             "the new item from every worker")
 
 
 def test_granian_and_gunicorn_serve_the_same_bytes(corpus):
@@ -59,7 +41,7 @@ def test_granian_and_gunicorn_serve_the_same_bytes(corpus):
     public = ["--base-url", "https://feeds.example.com", "--workers", "2"]
     with serve(corpus, *public) as gunicorn, serve(corpus, *public, "--server", "granian") as granian:
         for path in paths:
-            ours, theirs = get(gunicorn + path), get(granian + path)
+            ours, theirs = http_get(gunicorn + path), http_get(granian + path)
             assert ours[0] == theirs[0] == 200, path
             assert ours[2] == theirs[2], path
             assert ours[1].get("ETag") == theirs[1].get("ETag"), path
@@ -84,7 +66,7 @@ def test_granian_starts_warm_and_its_workers_write_a_pending_cache_when_stopped(
         newest.write_text(newest.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1),
                           encoding="utf-8")
         bump_mtime(newest)
-        poll(lambda: b"Edited" in get(base + "/feeds/all.rss")[2], 30, "the edit served")
+        poll(lambda: b"Edited" in http_get(base + "/feeds/all.rss")[2], 30, "the edit served")
     second = second_log.read_text()
     assert re.search(r"rescan files=(\d+) changed=0 parsed=0 removed=0 .* published=yes", second), second
     # The edit's cache write was 30 s away when the server stopped: the workers wrote it on their way out.
@@ -129,14 +111,9 @@ def test_hup_replaces_the_workers_which_catch_up_and_term_stops_cleanly(corpus, 
         line, count = replaced
         poll(lambda: log.read_text().count(line) >= count, 60, "both workers replaced")
         # No filesystem events and a 600 s interval: only the new workers' first rescans, at once, can
-        # bring the item in, within seconds (six answers in a row: both workers).
-        seen = [0]
-
-        def steady() -> bool:
-            seen[0] = seen[0] + 1 if b"Before the reload" in get(base + "/feeds/azure.rss")[2] else 0
-            return seen[0] >= 6
-
-        poll(steady, 30, "the item written before the reload, from both new workers", interval=0.1)
+        # bring the item in, within seconds.
+        poll(lambda: steadily(lambda: b"Before the reload" in http_get(base + "/feeds/azure.rss")[2]), 30,
+             "the item written before the reload, from both new workers")
     finally:
         stop(proc)
     assert proc.returncode == 0, log.read_text()
