@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -166,35 +167,33 @@ def _body(ctx: Context) -> tuple[Path, str]:
 
 def wsgi_baseline(ctx: Context) -> None:
     """A bare WSGI callable under gunicorn with our worker settings (2 workers, gthread, 4 threads)."""
-    body, what = _body(ctx)
-    port = free_port()
-    log = ctx.logs / "wsgi-gunicorn.log"
-    cmd = [str(VENV / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
-           "--threads", "4", "--access-logfile", "-", "--log-level", "info", "--no-control-socket",
-           "--chdir", str(BENCH), "bare_wsgi:app"]
-    with server(cmd, log, env=dict(os.environ, BENCH_BODY=str(body))) as proc:
-        url = f"http://127.0.0.1:{port}/feeds/feed.rss"
-        wait_http(url, proc, log, deadline=60)
-        # The first worker answers while the second is still booting: loading then measured one worker
-        # (1,503 against 2,904 req/s three seconds later, on this machine). Ours gets the same wait.
-        wait_idle(proc.pid, 60)
-        _load(ctx, "wsgi", url, what)
+    _bare_wsgi(ctx, "wsgi", "gunicorn", lambda port: [
+        str(VENV / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
+        "--threads", "4", "--access-logfile", "-", "--log-level", "info", "--no-control-socket",
+        "--chdir", str(BENCH), "bare_wsgi:app"])
 
 
 def wsgi_granian_baseline(ctx: Context) -> None:
     """The same bare WSGI callable under granian with the settings `serve --server granian` uses (2
     workers, 4 blocking threads each, access log on)."""
+    _bare_wsgi(ctx, "wsgi_granian", "granian", lambda port: [
+        str(VENV / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "2", "--blocking-threads", "4", "--access-log", "--working-dir", str(BENCH),
+        "bare_wsgi:app"])
+
+
+def _bare_wsgi(ctx: Context, key: str, name: str, command: Callable[[int], list[str]]) -> None:
+    """Serve our feed's bytes from bench/bare_wsgi.py with `command(port)` and load it (keys `key`.*)."""
     body, what = _body(ctx)
     port = free_port()
-    log = ctx.logs / "wsgi-granian.log"
-    cmd = [str(VENV / "granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "2", "--blocking-threads", "4", "--access-log", "--working-dir", str(BENCH),
-           "bare_wsgi:app"]
-    with server(cmd, log, env=dict(os.environ, BENCH_BODY=str(body))) as proc:
+    log = ctx.logs / f"wsgi-{name}.log"
+    with server(command(port), log, env=dict(os.environ, BENCH_BODY=str(body))) as proc:
         url = f"http://127.0.0.1:{port}/feeds/feed.rss"
         wait_http(url, proc, log, deadline=60)
+        # The first worker answers while the second is still booting: loading then measured one worker
+        # (1,503 against 2,904 req/s three seconds later under gunicorn). Ours gets the same wait.
         wait_idle(proc.pid, 60)
-        _load(ctx, "wsgi_granian", url, what)
+        _load(ctx, key, url, what)
 
 
 def nginx_baseline(ctx: Context) -> None:
