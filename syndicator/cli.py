@@ -85,6 +85,8 @@ def cmd_serve(settings: Settings) -> int:
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
+    log.info("serving %s on http://%s:%d/ with %d %s workers", settings.content, settings.host, settings.port,
+             settings.workers, settings.server)
     if settings.server == "granian":
         return _serve_granian(settings)
     return _serve_gunicorn(settings)
@@ -126,8 +128,6 @@ def _serve_gunicorn(settings: Settings) -> int:
             # deterministic, so every worker serves the same bytes and ETags.
             start_rescans(self.app, slot=worker.age - 1)  # gunicorn counts the workers it starts from 1
 
-    log.info("serving %s on http://%s:%d/ with %d gunicorn workers", settings.content, settings.host,
-             settings.port, settings.workers)
     Server().run()
     return 0
 
@@ -179,8 +179,6 @@ def _serve_granian(settings: Settings) -> int:
                       interface=Interfaces.WSGI, workers=settings.workers, blocking_threads=THREADS,
                       websockets=False, log_access=True, log_level=LogLevels(settings.log_level.lower()))
     server.on_reload(reloading)
-    log.info("serving %s on http://%s:%d/ with %d granian workers", settings.content, settings.host,
-             settings.port, settings.workers)
     try:
         server.serve(spawn_target=run_worker, target_loader=load_app, wrap_loader=False)
     finally:
