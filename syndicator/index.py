@@ -363,14 +363,22 @@ def _restamped(listing: list[tuple[str, list[str], list[int]]], changes: list[tu
     """`listing` with the new (mtime_ns, size) of files it holds; None when one of them is not in it."""
     listing = list(listing)  # the old one may be part of a cache state waiting to be written
     where = {prefix: i for i, (prefix, _, _) in enumerate(listing)}
+    copied = set()  # directories whose stamps are already this listing's own copy
     for rel, mtime_ns, size in changes:
         directory, _, name = rel.rpartition("/")
         i = where.get(directory + "/" if directory else "")
-        if i is None or name not in listing[i][1]:
+        if i is None:
             return None
         prefix, names, stamps = listing[i]
-        k = 2 * names.index(name)
-        listing[i] = (prefix, names, [*stamps[:k], mtime_ns, size, *stamps[k + 2:]])
+        try:
+            k = 2 * names.index(name)
+        except ValueError:
+            return None
+        if i not in copied:
+            stamps = list(stamps)
+            listing[i] = (prefix, names, stamps)
+            copied.add(i)
+        stamps[k:k + 2] = mtime_ns, size
     return listing
 
 

@@ -545,3 +545,24 @@ def test_a_worker_starts_its_rescans_from_what_it_inherited(corpus):
     # Due now, or already run (the scheduler then moved it an interval on): never half an interval away.
     wait = (due - dt.datetime.now(dt.timezone.utc)).total_seconds()
     assert wait < 2 or wait == pytest.approx(600, abs=2)
+
+
+def test_restamped_listing_takes_new_stamps_in_a_copy(corpus):
+    """Edits in place give the listing new stamps (several in one directory), leave the listing they
+    came from as it was (it may belong to a cache state waiting to be written), and a file the listing
+    does not hold makes it unknown."""
+    import copy
+
+    from syndicator.index import _restamped, walk
+
+    listing = walk(corpus)
+    before = copy.deepcopy(listing)
+    prefix, names, stamps = next(row for row in listing if row[0] == "news/")
+    changes = [(prefix + names[0], 11, 12), (prefix + names[-1], 13, 14)]
+    new = _restamped(listing, changes)
+    assert listing == before
+    row = next(r for r in new if r[0] == "news/")
+    assert row[2][:2] == [11, 12] and row[2][-2:] == [13, 14] and row[2][2:-2] == stamps[2:-2]
+    assert [r for r in new if r[0] != "news/"] == [r for r in before if r[0] != "news/"]
+    assert _restamped(listing, [*changes, ("news/not-there.md", 1, 2)]) is None
+    assert _restamped(listing, [("elsewhere/a.md", 1, 2)]) is None
