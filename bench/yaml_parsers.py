@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import dataclasses
 import datetime as dt
 import gc
 import importlib.metadata
@@ -438,10 +437,10 @@ def error_reason(exc: Exception) -> str:
 
 def item_diff(a: Item, b: Item) -> str:
     parts = []
-    for f in dataclasses.fields(Item):
-        x, y = getattr(a, f.name), getattr(b, f.name)
+    for name in Item._fields:
+        x, y = getattr(a, name), getattr(b, name)
         if x != y:
-            parts.append(f"{f.name}: pyyaml={_short(x)} candidate={_short(y)}")
+            parts.append(f"{name}: pyyaml={_short(x)} candidate={_short(y)}")
     return "; ".join(parts)
 
 

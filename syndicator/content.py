@@ -17,7 +17,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import yaml
@@ -39,36 +39,49 @@ MAX_TEXT = 100_000  # characters kept of any single text field
 
 # ----------------------------------------------------------------------------- model
 
+# Items and their parts are typed named tuples rather than frozen dataclasses: a warm start unpickles
+# ~400k of them from the parse cache, and a tuple without an instance dict comes back in one C call
+# (`tuple.__new__`, see _rebuilt) instead of a dict filled key by key. Measured on the 100k-item
+# benchmark corpus, fresh processes, median of 5: 2.09 s (dataclasses) -> 1.46 s for all cache parts.
+# The few TopicDefs and Problems stay dataclasses (Problem compares without its flags).
 
-@dataclass(frozen=True)
-class Provider:
+
+def _rebuilt(self: tuple) -> tuple:
+    """Pickle support: rebuild with `tuple.__new__(cls, values)`, not namedtuple's Python `__new__`."""
+    return tuple.__new__, (type(self), tuple(self))
+
+
+class Provider(NamedTuple):
     name: str
     domain: str = ""
 
+    __reduce__ = _rebuilt
 
-@dataclass(frozen=True)
-class Image:
+
+class Image(NamedTuple):
     url: str
     width: int | None = None
     height: int | None = None
     title: str = ""
+
+    __reduce__ = _rebuilt
 
     @property
     def mime_type(self) -> str:
         return mime_type_for(self.url)
 
 
-@dataclass(frozen=True)
-class Related:
+class Related(NamedTuple):
     title: str
     url: str
     excerpt: str = ""
     published: dt.datetime | None = None
     provider: str = ""
 
+    __reduce__ = _rebuilt
 
-@dataclass(frozen=True)
-class Item:
+
+class Item(NamedTuple):
     """One news item, as served. Immutable; equal content gives equal items."""
 
     id: str
@@ -84,6 +97,8 @@ class Item:
     related: tuple[Related, ...] = ()
     body_html: str = ""
     draft: bool = False
+
+    __reduce__ = _rebuilt
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
+from syndicator.content import Image, Item, Provider, Related
 from syndicator.index import Publisher, Scanner
 from syndicator.scheduler import Rescanner, first_rescan, make_scanner
 from syndicator.web import create_app
@@ -33,6 +34,11 @@ def test_warm_start_reparses_nothing_and_gives_the_same_items(corpus, tmp_path):
     second = warm.scan()
     assert warm.parse_count == 0
     assert second.items == first.items and second.problems == first.problems
+    # Items are tuples underneath, so == alone would not see them come back as plain tuples: check the
+    # types the feeds read attributes of survive the cache, down to every image, related link and provider.
+    assert {type(item) for item in second.items} == {Item}
+    parts = [part for item in second.items for part in (*item.images, *item.related, item.provider) if part]
+    assert {type(part) for part in parts} == {Image, Related, Provider}
     # A file changed while the service was down is reparsed, and only that one.
     target = sorted((corpus / "news").iterdir())[3]
     target.write_text(target.read_text(encoding="utf-8").replace("title: ", "title: Edited ", 1), encoding="utf-8")
