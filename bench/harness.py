@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -464,13 +465,17 @@ class Wrk:
     p99_ms: float
     bad_status: int
     socket_errors: str
-    runs: tuple[float, ...] = ()  # throughput of every run when several were made
+    # wrk's connections per server process (most first), sampled halfway through the run: "32" on a
+    # two-worker server means one worker had them all.
+    spread: tuple[int, ...] = ()
+    runs: tuple[Wrk, ...] = ()  # every run, when several were made
 
     def note(self) -> str:
         """p50/p99 and anything that went wrong, for the table's notes column."""
         text = f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
         if len(self.runs) > 1:
-            text += f" (best of {len(self.runs)} runs: {', '.join(f'{r:,.0f}' for r in self.runs)} req/s)"
+            runs = ", ".join(f"{r.rps:,.0f} [{'/'.join(map(str, r.spread)) or '?'}]" for r in self.runs)
+            text += f" (best of {len(self.runs)} runs, [connections per server process]: {runs} req/s)"
         if self.bad_status:
             text += f", {self.bad_status} non-2xx/3xx"
         if self.socket_errors:
@@ -483,15 +488,17 @@ _LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 def run_wrk(ctx: Context, url: str, log: Path, headers: Sequence[str] = ()) -> Wrk:
     """`ctx.wrk_runs` bounded wrk runs against 127.0.0.1; the one with the highest throughput, with every
-    run's throughput in `runs`. Against gunicorn a run's throughput is bimodal: wrk's keep-alive
-    connections all land on one worker in some runs (one core idles) and spread over both in others. The
-    median of three still fell on the low mode for one side only (bare WSGI 304s: 2,005, 1,799, 3,848
-    req/s); the best run is the one where the server used both workers, on every side alike."""
+    run in `runs`. Against gunicorn a run's throughput is bimodal: wrk opens its keep-alive connections
+    at once, and a worker that is busy at that moment (a rescan, the last run's queue) may get none of
+    them for the whole run, leaving a core idle (measured: 32/0 connections gave ~1.4k req/s where 30/2
+    and 16/16 gave ~3.3k). The median of three still fell on that mode for one side only (bare WSGI
+    304s: 2,005, 1,799, 3,848 req/s); the best run is the one where the server used all its workers, on
+    every side alike, and each run's connection spread is recorded to show it."""
     results = []
     for run in range(ctx.wrk_runs):
         results.append(_run_wrk_once(ctx, url, log.with_name(f"{log.stem}-{run + 1}{log.suffix}"), headers))
     best = max(results, key=lambda r: r.rps)
-    return dataclasses.replace(best, runs=tuple(r.rps for r in results))
+    return dataclasses.replace(best, runs=tuple(results))
 
 
 def _run_wrk_once(ctx: Context, url: str, log: Path, headers: Sequence[str]) -> Wrk:
@@ -501,11 +508,18 @@ def _run_wrk_once(ctx: Context, url: str, log: Path, headers: Sequence[str]) -> 
     for header in headers:
         cmd += ["-H", header]
     cmd.append(url)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.wrk_seconds + 60)
-    log.write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+    port = int(url.split(":")[2].split("/")[0])
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            time.sleep(ctx.wrk_seconds / 2)
+            spread = connection_spread(port)
+            out, err = proc.communicate(timeout=ctx.wrk_seconds + 60)
+        except BaseException:
+            proc.kill()
+            raise
+    log.write_text(" ".join(cmd) + "\n" + out + err + f"connections per server process: {spread}\n")
     if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
-    out = proc.stdout
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip()[:500]}")
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     if not rps or not total:
@@ -515,7 +529,34 @@ def _run_wrk_once(ctx: Context, url: str, log: Path, headers: Sequence[str]) -> 
     return Wrk(rps=float(rps.group(1)), requests=int(total.group(1)),
                p50_ms=_latency(out, "50%"), p99_ms=_latency(out, "99%"),
                bad_status=int(bad.group(1)) if bad else 0,
-               socket_errors=errors.group(1).strip() if errors else "")
+               socket_errors=errors.group(1).strip() if errors else "", spread=spread)
+
+
+def connection_spread(port: int) -> tuple[int, ...]:
+    """Established TCP connections whose local port is `port`, counted per process holding them (most
+    first); read from /proc, so it needs no tool and sees every server (gunicorn, granian, nginx)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                inodes.add(f"socket:[{fields[9]}]")
+    counts: dict[str, int] = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        held = 0
+        try:
+            for entry in os.scandir(fd_dir):
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    held += os.readlink(entry.path) in inodes
+        except OSError:  # the process is gone, or not ours to read
+            continue
+        if held:
+            counts[fd_dir.parent.name] = held
+    return tuple(sorted(counts.values(), reverse=True))
 
 
 def _latency(out: str, pct: str) -> float:

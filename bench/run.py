@@ -123,7 +123,7 @@ def _context(args: argparse.Namespace) -> Context:
         main, small = Corpus("main", args.items, args.topics), Corpus("small", args.small_items, args.topics)
     return Context(quick=args.quick, main=main, small=small,
                    wrk_seconds=args.wrk_seconds or (3 if args.quick else 10), wrk_threads=2, wrk_connections=32,
-                   wrk_runs=1 if args.quick else 3,
+                   wrk_runs=2 if args.quick else 5,
                    timeout=args.timeout, serve_timeout=args.serve_timeout,
                    # The default interval in full runs: rescans under load are part of the real cost.
                    serve_interval=10 if args.quick else 60,
