@@ -67,15 +67,17 @@ class Document:
                          for b in (False, True))
 
     @cached_property
+    def revalidation_headers(self) -> tuple[tuple[str, str], ...]:
+        """What a 304 carries besides the ETag: the caching fields a 200 would have (RFC 9110 15.4.5)."""
+        return (("Cache-Control", f"public, max-age={self.max_age}, stale-while-revalidate={self.max_age}"),
+                ("Vary", "Accept, Accept-Encoding" if self.browser_type else "Accept-Encoding"))
+
+    @cached_property
     def common_headers(self) -> tuple[tuple[str, str], ...]:
-        """Headers every response of this document carries, formatted once rather than per request."""
+        """Headers every 200 of this document carries, formatted once rather than per request."""
         from .responses import SECURITY_HEADERS, http_date
 
-        headers = [
-            ("Last-Modified", http_date(self.last_modified)),
-            ("Cache-Control", f"public, max-age={self.max_age}, stale-while-revalidate={self.max_age}"),
-            ("Vary", "Accept, Accept-Encoding" if self.browser_type else "Accept-Encoding"),
-        ]
+        headers = [("Last-Modified", http_date(self.last_modified)), *self.revalidation_headers]
         if self.links:
             headers.append(("Link", ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in self.links)))
         return (*headers, *SECURITY_HEADERS)

@@ -91,10 +91,13 @@ def respond(doc: Document, get: Getter) -> tuple[int, list[tuple[str, str]], byt
     """Status, headers and body for a GET of `doc` (a HEAD drops the body afterwards)."""
     gzipped = accepts_gzip(get("Accept-Encoding"))
     browser = bool(doc.browser_type) and is_browser_navigation(get("Accept"))
-    headers = [("ETag", doc.variant_etag(gzipped=gzipped, browser=browser)), *doc.common_headers]
+    etag = ("ETag", doc.variant_etag(gzipped=gzipped, browser=browser))
     if not_modified(doc, get):
-        # RFC 9110 15.4.5: with an ETag present, a 304 carries no other representation metadata.
-        return 304, [h for h in headers if h[0] != "Last-Modified"], b""
+        # RFC 9110 15.4.5: a 304 carries ETag, Cache-Control and Vary as the 200 would, and no other
+        # metadata: a cache keeps the stored response's other headers (Link, Last-Modified, the security
+        # headers), so leaving them out loses nothing and keeps every poll's answer small.
+        return 304, [etag, *doc.revalidation_headers], b""
+    headers = [etag, *doc.common_headers]
     body = doc.gzip if gzipped else doc.body
     headers.append(("Content-Type", doc.browser_type if browser else doc.content_type))
     headers.append(("Content-Length", str(len(body))))

@@ -175,6 +175,8 @@ def _routes(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         route = request.url_rule.endpoint if request.url_rule is not None else "other"
         _state()["metrics"].count(route, response.status_code)
+        if response.status_code == 304:
+            return response  # only what updates the cached copy (see responses.respond)
         for name, value in responses.SECURITY_HEADERS:
             response.headers.setdefault(name, value)
         if response.mimetype == "text/html":

@@ -47,6 +47,21 @@ def test_if_none_match_forms(client):
     assert client.get("/feeds/azure.rss", headers={"If-None-Match": '"other"'}).status_code == 200
 
 
+def test_a_304_carries_only_what_updates_the_cached_copy(corpus, make_app):
+    """RFC 9110 15.4.5: ETag, Cache-Control and Vary as the 200 had them, no other metadata: a cache keeps
+    the stored response's other headers (Link, Last-Modified, the security headers), and a poller's every
+    304 stays small. Feeds (the fast path) and pages (Flask) alike."""
+    client = make_app(corpus, base_url="https://feeds.example.com", hub_url="https://hub.example.com/").test_client()
+    for url in ("/feeds/azure.rss", "/feeds/azure.json", "/"):
+        full = client.get(url)
+        assert full.status_code == 200 and "Link" in full.headers or url == "/", url
+        again = client.get(url, headers={"If-None-Match": full.headers["ETag"]})
+        assert again.status_code == 304 and again.data == b"", url
+        assert {name for name, _ in again.headers} - {"Content-Length"} == {"ETag", "Cache-Control", "Vary"}, url
+        for name in ("ETag", "Cache-Control", "Vary"):
+            assert again.headers[name] == full.headers[name], (url, name)
+
+
 def test_if_modified_since_and_precedence(client):
     response = client.get("/feeds/azure.rss")
     last_modified = response.headers["Last-Modified"]
