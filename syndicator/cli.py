@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from .config import SETTINGS, ConfigError, Settings, load_settings
@@ -164,6 +165,12 @@ def _serve_granian(settings: Settings) -> int:
         # before it say how many workers were started before it; once it has stopped serving, a
         # parse-cache write it has pending is done.
         nonlocal slot
+        # The fork inherits the main process's TERM/INT handlers, which only flag the main's own copy of
+        # the server: a stop arriving before granian sets the worker's handlers (while the worker starts)
+        # was swallowed, the worker lived on and the main waited for it for ever. Until then a stop ends
+        # the worker outright: it has served nothing and has no cache write pending after the fork.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         slot = reloads * settings.workers + worker_id - 1
         try:
             return MPServer._spawn_wsgi_worker(worker_id, *args, **kwargs)
@@ -177,7 +184,11 @@ def _serve_granian(settings: Settings) -> int:
 
     server = MPServer("syndicator.wsgi:application", address=settings.host, port=settings.port,
                       interface=Interfaces.WSGI, workers=settings.workers, blocking_threads=THREADS,
-                      websockets=False, log_access=True, log_level=LogLevels(settings.log_level.lower()))
+                      websockets=False, log_access=True, log_level=LogLevels(settings.log_level.lower()),
+                      # As gunicorn's graceful_timeout: a worker still running 30 s after a stop is killed.
+                      # Without it the main process waits for ever for a worker that missed the stop (one
+                      # that got it after granian set its handlers but before serving: granian loses it).
+                      workers_kill_timeout=30)
     server.on_reload(reloading)
     try:
         server.serve(spawn_target=run_worker, target_loader=load_app, wrap_loader=False)

@@ -139,10 +139,12 @@ def serve(content: Path, *args: str, env_extra: dict | None = None, log: Path | 
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (a graceful shutdown for gunicorn and nginx), then SIGKILL if it takes over 20 s."""
+    """SIGTERM (a graceful shutdown for gunicorn, granian and nginx), then SIGKILL if it takes over 45 s:
+    longer than the servers' own 30 s for workers to finish, so that their main process, not this
+    helper, ends the workers (killing it first would leave them running)."""
     proc.terminate()
     try:
-        proc.wait(timeout=20)
+        proc.wait(timeout=45)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -5,11 +5,14 @@ granian is a test dependency, so these run in CI; a missing granian fails them, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
@@ -117,3 +120,37 @@ def test_hup_replaces_the_workers_which_catch_up_and_term_stops_cleanly(corpus, 
     finally:
         stop(proc)
     assert proc.returncode == 0, log.read_text()
+
+
+def test_a_stop_while_the_workers_start_ends_every_process(tmp_path):
+    """TERM right after granian forks its workers, while they start (load the app, start their rescans):
+    the main process exits and no worker is left running. Before, a worker inherited the main's signal
+    handlers and ignored the stop, and the main waited for it for ever."""
+    from conftest import free_port, stop
+
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "syndicator.cli", "serve", "--content", str(ROOT / "content"),
+                                 "--server", "granian", "--port", str(free_port()), "--workers", "2",
+                                 "--cache-dir", "off"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def workers() -> list[int]:
+        return [int(pid) for pid in re.findall(r"Spawning worker-\d with PID: (\d+)", log.read_text())]
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    try:
+        poll(lambda: len(workers()) == 2, 60, "granian forking its workers")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=45) == 0, log.read_text()
+        poll(lambda: not any(map(running, workers())), 10, "every worker gone")
+    finally:
+        stop(proc)
+        for pid in workers():  # one left over would serve on: end it, if the pid is still one of ours
+            with contextlib.suppress(OSError):
+                if b"syndicator" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
