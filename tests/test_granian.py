@@ -91,6 +91,14 @@ def test_the_server_setting_is_checked_and_a_missing_granian_is_named():
     assert "server granian is not installed: pip install 'syndicator[granian]'" in proc.stderr
 
 
+def _start(log: Path, *args: str) -> subprocess.Popen:
+    """`serve *args` as a process of its own, output to `log`, for tests that signal its main process
+    (conftest's serve() hides the process)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "syndicator.cli", "serve", *args], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+
+
 @pytest.mark.parametrize("server, replaced", [("granian", ("Stopped old worker", 2)),
                                               ("gunicorn", ("Booting worker", 4))])
 def test_hup_replaces_the_workers_which_catch_up_and_term_stops_cleanly(corpus, tmp_path, server, replaced):
@@ -101,10 +109,8 @@ def test_hup_replaces_the_workers_which_catch_up_and_term_stops_cleanly(corpus, 
 
     port = free_port()
     base, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "syndicator.cli", "serve", "--content", str(corpus),
-                                 "--server", server, "--port", str(port), "--workers", "2", "--interval", "600",
-                                 "--fs-events", "0"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = _start(log, "--content", str(corpus), "--server", server, "--port", str(port), "--workers", "2",
+                  "--interval", "600", "--fs-events", "0")
     try:
         wait_http(base + "/healthz", proc=proc, log=log)
         (corpus / "news" / "zz-new.md").write_text(
@@ -129,10 +135,8 @@ def test_a_stop_while_the_workers_start_ends_every_process(tmp_path):
     from conftest import free_port, stop
 
     log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "syndicator.cli", "serve", "--content", str(ROOT / "content"),
-                                 "--server", "granian", "--port", str(free_port()), "--workers", "2",
-                                 "--cache-dir", "off"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = _start(log, "--content", str(ROOT / "content"), "--server", "granian", "--port", str(free_port()),
+                  "--workers", "2", "--cache-dir", "off")
 
     def workers() -> list[int]:
         return [int(pid) for pid in re.findall(r"Spawning worker-\d with PID: (\d+)", log.read_text())]
