@@ -25,9 +25,12 @@ def start_rescans(app: Flask, slot: int = 0) -> None:
 
 
 def finish_cache_write(app: Flask | None) -> None:
-    """At shutdown: write the parse cache now if this process has a write pending, so that the next start
-    is warm (and wait for a write already running)."""
+    """At shutdown: stop this process's rescans, then write the parse cache now if a write is pending, so
+    that the next start is warm (and wait for a write already running). Stopped first because the
+    scheduler's thread would otherwise go on firing while the interpreter shuts down, and log an error
+    ("cannot schedule new futures after interpreter shutdown")."""
     if app is not None:
         rescanner = app.extensions["syndicator"]["rescanner"]
         if rescanner is not None:
+            rescanner.stop()
             rescanner.flush()

@@ -572,3 +572,17 @@ def test_restamped_listing_takes_new_stamps_in_a_copy(corpus):
     assert [r for r in new if r[0] != "news/"] == [r for r in before if r[0] != "news/"]
     assert _restamped(listing, [*changes, ("news/not-there.md", 1, 2)]) is None
     assert _restamped(listing, [("elsewhere/a.md", 1, 2)]) is None
+
+
+def test_a_stopping_worker_stops_its_rescans_before_writing_the_cache(corpus, tmp_path):
+    """What runs when a worker exits (gunicorn's worker_exit, granian's worker) stops its scheduled
+    rescans first: left running, the scheduler fired during interpreter shutdown and logged an error
+    ("cannot schedule new futures after interpreter shutdown"), which the load test caught once."""
+    from syndicator.wsgi import finish_cache_write, start_rescans
+
+    app = create_app(Settings(content=str(corpus), interval=1, fs_events=0, cache_dir=str(tmp_path / "cache")))
+    start_rescans(app)
+    scheduler = app.extensions["syndicator"]["rescanner"]._scheduler
+    assert scheduler.running
+    finish_cache_write(app)
+    assert not scheduler.running
