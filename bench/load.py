@@ -461,7 +461,8 @@ def expected_status(content: Path, cache_file: Path | None) -> dict:
     """What a fresh scan of the directory gives, in /status terms (the server's parse cache, copied,
     makes it fast: only files changed since the workers last saved it are parsed)."""
     sys.path.insert(0, str(ROOT))
-    from syndicator.index import Scanner, build_snapshot
+    from syndicator.scan import Scanner
+    from syndicator.snapshot import build_snapshot
 
     with tempfile.TemporaryDirectory(prefix="load-cache-") as scratch:
         copy = None

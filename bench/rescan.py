@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import _walk  # noqa: E402
 
 from syndicator.config import Settings  # noqa: E402
-from syndicator.index import Publisher  # noqa: E402
 from syndicator.scheduler import Rescanner  # noqa: E402
+from syndicator.snapshot import Publisher  # noqa: E402
 
 
 def main(content: str, cache_dir: str, rounds: int = 5) -> None:

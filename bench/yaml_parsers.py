@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from syndicator import content  # noqa: E402
-from syndicator.content import Invalid, Item, Problem  # noqa: E402
+from syndicator.model import Invalid, Item, Problem  # noqa: E402
 
 Loads = Callable[[str], Any]
 SLOW_PARSE_S = 0.2  # one document taking more CPU seconds than this is "pathological" and its outcome is cached

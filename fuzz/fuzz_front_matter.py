@@ -14,7 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from syndicator.content import Item, Problem, TopicDef, read_item, read_topic
+    from syndicator.model import Item, Problem, TopicDef
+    from syndicator.reader import read_item, read_topic
 
 
 def test_one_input(data: bytes) -> None:

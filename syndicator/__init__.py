@@ -1,3 +1,32 @@
-"""syndicator: topic feeds (RSS 2.0, Atom, JSON Feed) from a directory of Markdown news items."""
+"""syndicator: topic feeds (RSS 2.0, Atom, JSON Feed) from a directory of Markdown news items.
+
+Data flows one way, and every import points down this map (tests/test_layout.py checks both):
+
+    files ─read─▶ model ─scan─▶ snapshot ─render─▶ documents ─serve─▶ HTTP
+
+    model.py        Item, Image, Related, Provider, TopicDef, Problem: typed, immutable
+    text.py         bytes to text; characters XML cannot carry          (model)
+    urls.py         absolute http(s) URLs, canonical story URLs, ids, slugs
+    frontmatter.py  front matter split from the body, bounded YAML       (model, fastyaml.py)
+    body.py         Markdown or HTML body to sanitised HTML              (text)
+    fields.py       typed checks of front matter fields                  (model, text, urls)
+    reader.py       one file's bytes to Item / TopicDef / Problem        (all of the above)
+    listing.py      the walk of the tree, (mtime, size) per file         (model)
+    parsing.py      files to parse results, on every core                (reader, listing, parallel.py)
+    cache.py        the persistent parse cache                           (listing, model)
+    scan.py         Scanner: what changed, parsed incrementally          (listing, parsing, cache, heap.py)
+    snapshot.py     Topic, Snapshot (built or patched), Publisher        (scan, model, urls)
+    feeds.py        RSS / Atom / JSON Feed / OPML bytes (feedgen)        (model)
+    documents.py    Document (bytes, gzip, ETag) per feed, memoised      (snapshot, feeds)
+    responses.py    HTTP semantics of a Document                         (documents)
+    scheduler.py    the rescan job: scan, snapshot, render, swap         (scan, snapshot, documents)
+    metrics.py      Prometheus metrics                                   (snapshot)
+    websub.py       pings to a WebSub hub for changed feeds              (documents, snapshot)
+    web.py          create_app(settings): routes, pages, fast path       (responses, scheduler, ...)
+    export.py       the static export                                    (documents, web, scheduler)
+    config.py       the settings table; nothing else imported
+    cli.py          `syndicator serve | build | check | topics`          (everything; nothing imports it)
+    wsgi.py         server entry points                                  (web, config)
+"""
 
 __version__ = "0.1.0"

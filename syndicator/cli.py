@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scan(settings: Settings):
-    from .index import build_snapshot
     from .scheduler import make_scanner
+    from .snapshot import build_snapshot
 
     return build_snapshot(make_scanner(settings).scan())
 
@@ -82,7 +82,7 @@ def cmd_topics(settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    from .index import ScanError
+    from .listing import ScanError
 
     if not settings.content_path.is_dir():
         raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .export import ExportError
-    from .index import ScanError
+    from .listing import ScanError
 
     try:
         if args.command == "check":

@@ -12,15 +12,23 @@ import gzip
 import hashlib
 import math
 from dataclasses import dataclass
+from email.utils import format_datetime
 from functools import cached_property
 
 from . import feeds
-from .content import Item
-from .index import Snapshot, Topic
+from .model import Item
+from .snapshot import Snapshot, Topic
 
 ARCHIVE_MAX_AGE = 30 * 86400  # a full archive page never changes
 MAX_MEMO_BASES = 4  # distinct public base URLs memoised per snapshot; bounds memory under Host games
 PARALLEL_RENDER_THRESHOLD = 100  # topics; below this, starting processes costs more than it saves
+# Sent with every 200 (a 304 leaves them out, see responses.respond): documents format them once.
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+
+
+def http_date(value: dt.datetime) -> str:
+    """An HTTP date (RFC 9110 5.6.7) of `value`, to the second."""
+    return format_datetime(value.astimezone(dt.timezone.utc).replace(microsecond=0), usegmt=True)
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,6 @@ class Document:
     @cached_property
     def common_headers(self) -> tuple[tuple[str, str], ...]:
         """Headers every 200 of this document carries, formatted once rather than per request."""
-        from .responses import SECURITY_HEADERS, http_date
-
         headers = [("Last-Modified", http_date(self.last_modified)), *self.revalidation_headers]
         if self.links:
             headers.append(("Link", ", ".join(f'<{link.href}>; rel="{link.rel}"' for link in self.links)))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import documents, feeds
 from .config import Settings
-from .index import Snapshot
+from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
@@ -113,7 +113,7 @@ def _write_feeds(state: tuple[Snapshot, documents.Site, _Target], slugs: list[st
 
 def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]]:
     """HTML pages through the Flask app itself, so they are the server's pages byte for byte."""
-    from .index import Publisher
+    from .snapshot import Publisher
     from .web import create_app
 
     publisher = Publisher()
@@ -222,8 +222,8 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
     """
     import threading
 
-    from .index import Publisher
     from .scheduler import Rescanner
+    from .snapshot import Publisher
 
     def say(message: str) -> None:
         print(message, file=stream, flush=True)

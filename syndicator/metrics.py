@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from .index import Publisher
+from .snapshot import Publisher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

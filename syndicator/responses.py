@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 
-from .documents import Document
+from .documents import SECURITY_HEADERS, Document
 
+__all__ = ["SECURITY_HEADERS", "respond", "accepts_gzip", "is_browser_navigation", "not_modified"]
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
-SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
 Getter = Callable[[str], "str | None"]  # request header by name, None when absent
-
-
-def http_date(value: dt.datetime) -> str:
-    return format_datetime(value.astimezone(dt.timezone.utc).replace(microsecond=0), usegmt=True)
 
 
 @lru_cache(maxsize=256)

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 
 from . import documents, heap
 from .config import Settings
-from .index import Publisher, ScanError, Scanner, Snapshot, build_snapshot
+from .scan import ScanError, Scanner
+from .snapshot import Publisher, Snapshot, build_snapshot, restored_snapshot
 
 log = logging.getLogger(__name__)
 # Seconds without further changes before the parse cache is written: edits come in bursts, and the
@@ -78,9 +79,9 @@ class Rescanner:
                     log.info("rescan files=%d changed=0 parsed=0 problems=%d seconds=%.3f published=no",
                              scan.stats.seen, len(previous.problems), time.perf_counter() - started)
                     return False
-                restored = self.scanner.restored(scan) if previous is None else None
-                if restored is not None and (restored.next_due is None or now < restored.next_due):
-                    snapshot, changed = restored, False  # a warm start: the cache held this very snapshot
+                warm = restored_snapshot(self.scanner, scan) if previous is None else None
+                if warm is not None and (warm.next_due is None or now < warm.next_due):
+                    snapshot, changed = warm, False  # a warm start: the cache held this very snapshot
                 else:
                     with heap.paused():
                         snapshot, changed = build_snapshot(scan, now=now, previous=previous), True

@@ -12,10 +12,10 @@ from werkzeug.exceptions import HTTPException
 
 from . import documents, feeds, responses
 from .config import Settings, check_settings
-from .index import Publisher, Snapshot
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .scheduler import Rescanner
+from .snapshot import Publisher, Snapshot
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")

@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 
 from . import documents, feeds
-from .index import Snapshot
+from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -9,22 +9,15 @@ from conftest import SEED, generate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syndicator import content
-from syndicator.content import (
-    Item,
-    Problem,
-    absolute_url,
-    canonical_url,
-    decode,
-    item_id,
-    markdown_html,
-    parsed_absolute_url,
-    read_item,
-    read_topic,
-    render_body,
-    slugify,
-    split_front_matter,
-)
+from syndicator import body as body_module
+from syndicator import model, urls
+from syndicator import text as text_module
+from syndicator.body import markdown_html, render_body
+from syndicator.frontmatter import split_front_matter
+from syndicator.model import Item, Problem
+from syndicator.reader import read_item, read_topic
+from syndicator.text import decode
+from syndicator.urls import absolute_url, canonical_url, item_id, parsed_absolute_url, slugify
 
 UTC = dt.timezone.utc
 
@@ -263,14 +256,14 @@ def test_generated_bodies_render_exactly_as_markdown_does(tmp_path, monkeypatch)
     assert len(bodies) > 50
     expected = [markdown_html(body) for body in bodies]
     full_path = []  # bodies that render_body handed to Markdown (the real function, counted)
-    monkeypatch.setattr(content, "markdown_html", lambda text: full_path.append(text) or markdown_html(text))
+    monkeypatch.setattr(body_module, "markdown_html", lambda text: full_path.append(text) or markdown_html(text))
     for body, html in zip(bodies, expected, strict=True):
         assert render_body(body) == html, body
     assert len(full_path) < 0.2 * len(bodies)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
-@given(st.from_regex(content._PLAIN_URL, fullmatch=True), st.sampled_from(["", "https://site.example/news"]))
+@given(st.from_regex(urls._PLAIN_URL, fullmatch=True), st.sampled_from(["", "https://site.example/news"]))
 def test_plain_urls_are_what_the_parser_accepts_unchanged(url, site_url):
     """absolute_url returns URLs of this shape without parsing them; the parser agrees they are kept as is."""
     assert absolute_url(url, site_url) == url
@@ -315,20 +308,20 @@ def test_decode_drops_exactly_what_xml_forbids(text, bom):
     """decode's byte-level shortcut gives what the full regex pass gives, for any UTF-8 text."""
     raw = ("\ufeff" if bom else "").encode() + text.encode("utf-8", "surrogatepass")
     try:
-        expected = content._XML_FORBIDDEN.sub("", raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n"))
+        expected = text_module._XML_FORBIDDEN.sub("", raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n"))
     except UnicodeDecodeError:
         expected = None  # surrogates: not UTF-8
     if "\x00" in text:
         expected = None
     try:
         result = decode(raw)
-    except content.Invalid:
+    except model.Invalid:
         result = None
     assert result == expected
 
 
 @settings(max_examples=500, deadline=None, derandomize=True)
-@given(st.from_regex(content._PLAIN_STORY_URL, fullmatch=True)
+@given(st.from_regex(urls._PLAIN_STORY_URL, fullmatch=True)
        | st.from_regex(r"https?://(www\.)?[a-zA-Z0-9.-]{1,12}(:[0-9]{1,4})?(/[!-~]{0,12})?", fullmatch=True)
        | st.tuples(st.sampled_from(["http://", "https://"]),
                    st.sampled_from(["x.org", "www.x.org", "X.org", "a-b.c", "0", "x.org:80", "x.org:8080", "www."]),
@@ -343,7 +336,7 @@ def test_canonical_urls_of_plain_urls_are_the_parsers(url):
         except ValueError as exc:  # a port that is not a number in range: the same error both ways
             return str(exc)
 
-    assert outcome(canonical_url) == outcome(content.parsed_canonical_url)
+    assert outcome(canonical_url) == outcome(urls.parsed_canonical_url)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -351,10 +344,10 @@ def test_canonical_urls_of_plain_urls_are_the_parsers(url):
 def test_entry_ids_are_rfc_4122_uuid5(name):
     import uuid
 
-    assert content.uuid5_text(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    assert urls.uuid5_text(name) == str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def test_every_character_xml_forbids_is_unprintable():
     """clean_text skips its regex for printable text: that is only right if no forbidden character is
     printable (checked over every code point)."""
-    assert not [c for c in map(chr, range(0x110000)) if c.isprintable() and content._XML_FORBIDDEN.match(c)]
+    assert not [c for c in map(chr, range(0x110000)) if c.isprintable() and text_module._XML_FORBIDDEN.match(c)]

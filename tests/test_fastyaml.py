@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syndicator import fastyaml
-from syndicator.content import MAX_DEPTH, MAX_NODES, decode, split_front_matter
+from syndicator.frontmatter import MAX_DEPTH, MAX_NODES, split_front_matter
+from syndicator.text import decode
 
 UTC = dt.timezone.utc
 # Derandomized like the other property tests; more examples than those because each one is cheap.

@@ -46,8 +46,8 @@ from conftest import (
 )
 
 from syndicator.config import Settings
-from syndicator.index import Publisher
 from syndicator.scheduler import Rescanner
+from syndicator.snapshot import Publisher
 from syndicator.web import create_app
 
 FORMATS = ("rss", "atom", "json")
@@ -366,9 +366,9 @@ def test_d_reader_exception_in_the_scheduler_thread_is_a_problem_for_that_file_o
     old_title = entry_titles(before[("all", "atom")], "atom")[victim.id]
     cursed = {victim.path, "news/2025-06-01-cursed.md"}
 
-    import syndicator.index
+    import syndicator.parsing
 
-    real_read_item = syndicator.index.read_item
+    real_read_item = syndicator.parsing.read_item
     calls = []
 
     def read_item(raw, rel, **kwargs):
@@ -378,7 +378,7 @@ def test_d_reader_exception_in_the_scheduler_thread_is_a_problem_for_that_file_o
         return real_read_item(raw, rel, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("syndicator.index.read_item", read_item)
+        patch.setattr("syndicator.parsing.read_item", read_item)
         path.write_text(retitled(path.read_text(encoding="utf-8"), "Cursed rewrite"), encoding="utf-8")
         bump_mtime(path)
         write_item(corpus / "news", "2025-06-01-cursed.md", title="Cursed newcomer",

@@ -9,9 +9,11 @@ import pytest
 from conftest import SEED, parse
 
 from syndicator import feeds
-from syndicator.content import Image, Item, Provider, Related, read_item
 from syndicator.documents import Site, feed_document
-from syndicator.index import Scanner, build_snapshot
+from syndicator.model import Image, Item, Provider, Related
+from syndicator.reader import read_item
+from syndicator.scan import Scanner
+from syndicator.snapshot import build_snapshot
 
 UTC = dt.timezone.utc
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
 
 from syndicator.config import ConfigError, Settings, load_settings
-from syndicator.index import Scanner
+from syndicator.scan import Scanner
 
 
 def test_granian_serves_parsable_feeds_304s_and_live_changes_in_every_worker(corpus):

@@ -9,7 +9,8 @@ from email.utils import parsedate_to_datetime
 import pytest
 from conftest import parse, serve
 
-from syndicator.index import Publisher, Scanner, build_snapshot
+from syndicator.scan import Scanner
+from syndicator.snapshot import Publisher, build_snapshot
 
 
 @pytest.fixture

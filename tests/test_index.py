@@ -7,9 +7,11 @@ import os
 
 from conftest import SEED, bump_mtime, generate, write_item
 
-from syndicator.content import Problem
 from syndicator.documents import Site, feed_document
-from syndicator.index import READ_CHUNK, Scanner, build_snapshot, parse_file, read_bounded
+from syndicator.model import Problem
+from syndicator.parsing import READ_CHUNK, parse_file, read_bounded
+from syndicator.scan import Scanner
+from syndicator.snapshot import build_snapshot
 
 UTC = dt.timezone.utc
 GOOD = dict(title="Hello", publishedDateTime="2024-03-01T10:00:00Z", webUrl="https://news.example.org/hello",
@@ -143,7 +145,7 @@ def test_hostile_corpus_keeps_every_good_item(tmp_path):
 def test_vanished_directory_raises_scan_error(tmp_path):
     import pytest
 
-    from syndicator.index import ScanError
+    from syndicator.listing import ScanError
 
     with pytest.raises(ScanError, match="does not exist"):
         Scanner(tmp_path / "missing").scan()
@@ -163,7 +165,8 @@ def _view(snapshot):
 
 
 def test_a_patched_snapshot_equals_a_full_build_after_every_kind_of_change(corpus):
-    from syndicator.index import _collect, _patch
+    from syndicator.scan import collect
+    from syndicator.snapshot import patched_snapshot
 
     now = dt.datetime(2030, 1, 1, tzinfo=UTC)
     scanner = Scanner(corpus)
@@ -213,8 +216,8 @@ def test_a_patched_snapshot_equals_a_full_build_after_every_kind_of_change(corpu
         scan = scanner.scan()
         assert scan.delta is not None, what
         # The scan's lists were patched too: they must be what collecting every entry gives.
-        assert (scan.items, scan.topic_defs, scan.problems) == _collect(scanner._entries), what
-        assert (_patch(snapshot, scan, now) is not None) == patchable, what
+        assert (scan.items, scan.topic_defs, scan.problems) == collect(scanner._entries), what
+        assert (patched_snapshot(snapshot, scan, now) is not None) == patchable, what
         patched = build_snapshot(scan, now=now, previous=snapshot)
         assert _view(patched) == _view(build_snapshot(scan, now=now)), what
         snapshot = patched

@@ -13,7 +13,8 @@ import pytest
 from conftest import parse, serve, write_item
 from lxml import etree
 
-from syndicator.index import Scanner, build_snapshot
+from syndicator.scan import Scanner
+from syndicator.snapshot import build_snapshot
 
 NEWSBOAT = shutil.which("newsboat")
 

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syndicator import feeds
-from syndicator.content import Image, Item, Problem, Provider, Related, TopicDef, read_item, read_topic
+from syndicator.model import Image, Item, Problem, Provider, Related, TopicDef
+from syndicator.reader import read_item, read_topic
 
 UTC = dt.timezone.utc
 FIELDS = ["title", "excerpt", "publishedDateTime", "updatedDateTime", "webUrl", "originalUrl", "provider",
@@ -69,7 +70,7 @@ moments = st.datetimes(min_value=dt.datetime(1995, 1, 1), max_value=dt.datetime(
 
 
 def _clean(value: str) -> str:
-    from syndicator.content import clean_text
+    from syndicator.text import clean_text
 
     return clean_text(value) or "x"
 

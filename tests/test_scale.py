@@ -14,9 +14,10 @@ import pytest
 from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
-from syndicator.content import Image, Item, Provider, Related
-from syndicator.index import Publisher, Scanner
+from syndicator.model import Image, Item, Provider, Related
+from syndicator.scan import Scanner
 from syndicator.scheduler import Rescanner, first_rescan, make_scanner
+from syndicator.snapshot import Publisher, restored_snapshot
 from syndicator.web import create_app
 
 BASE = "https://feeds.example.com/news"
@@ -62,7 +63,7 @@ def test_a_warm_start_walks_in_a_second_process_while_loading_the_cache(corpus, 
 
 
 def _pending_cache_write(corpus: Path, tmp_path: Path) -> Scanner:
-    from syndicator.index import build_snapshot
+    from syndicator.snapshot import build_snapshot
 
     scanner = Scanner(corpus, cache_file=tmp_path / "cache" / "parse.pickle", autosave=False)
     scanner.save(build_snapshot(scanner.scan()), delay=3600)
@@ -130,7 +131,8 @@ def test_event_driven_scans_keep_the_listing_and_a_restart_restores_the_stored_s
     next walk is the cheap no-change case, and a restart on the cache written then serves its stored
     snapshot); a deletion leaves none to store, and a restart still serves the stored snapshot once its
     own walk finds every file as it was."""
-    from syndicator.index import build_snapshot, walk
+    from syndicator.listing import walk
+    from syndicator.snapshot import build_snapshot
 
     cache = tmp_path / "cache" / "parse.pickle"
     scanner = Scanner(corpus, cache_file=cache, autosave=False)
@@ -151,7 +153,7 @@ def test_event_driven_scans_keep_the_listing_and_a_restart_restores_the_stored_s
         scanner.cache.flush()
         warm = Scanner(corpus, cache_file=cache, autosave=False)
         warm_scan = warm.scan()
-        restored = warm.restored(warm_scan)
+        restored = restored_snapshot(warm, warm_scan)
         assert warm_scan.stats.parsed == 0 and restored is not None
         assert restored.all_items == snapshot.all_items and dict(restored.topics) == dict(snapshot.topics)
 
@@ -164,7 +166,7 @@ def test_gunicorn_conf_workers_write_a_pending_cache_when_stopped(tmp_path):
 
     from conftest import ROOT, free_port, stop, wait_http
 
-    from syndicator.index import Scanner
+    from syndicator.scan import Scanner
 
     corpus = generate(tmp_path / "c", items=200, topics=4)
     cache_dir, log = tmp_path / "cache", tmp_path / "gunicorn.log"
@@ -279,7 +281,7 @@ def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
     """A cold start with parallel parsing writes the cache from the chunks its parsers already pickled;
     reading it back gives the same entries, and a stored snapshot made of those very items. A broken file
     that keeps its last good version keeps it through the next save and load too."""
-    from syndicator.index import build_snapshot
+    from syndicator.snapshot import build_snapshot
 
     corpus = generate(tmp_path / "c", items=500, topics=10, bad=0.05)
     cache = tmp_path / "cache" / "parse.pickle"
@@ -295,7 +297,7 @@ def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
     assert warm._entries == cold._entries
     warm_scan = warm.scan()
     assert warm_scan.stats.parsed == 0
-    restored = warm.restored(warm_scan)
+    restored = restored_snapshot(warm, warm_scan)
     assert restored is not None and restored.all_items == snapshot.all_items
     assert dict(restored.topics) == dict(snapshot.topics)
     assert restored.basis.by_id == snapshot.basis.by_id
@@ -317,7 +319,7 @@ def test_a_parallel_cold_start_caches_the_pickles_its_parsers_made(tmp_path):
     assert third._entries == warm._entries
     assert third._entries[item.path].last_good == item
     # the stale version is no cached result, so the stored snapshot's lists that hold it keep it too
-    third_snapshot = third.restored(third.scan())
+    third_snapshot = restored_snapshot(third, third.scan())
     assert third_snapshot is not None and item in third_snapshot.all_items
     assert third_snapshot.basis.by_id[item.id] == item
 
@@ -559,19 +561,19 @@ def test_restamped_listing_takes_new_stamps_in_a_copy(corpus):
     does not hold makes it unknown."""
     import copy
 
-    from syndicator.index import _restamped, walk
+    from syndicator.listing import restamped, walk
 
     listing = walk(corpus)
     before = copy.deepcopy(listing)
     prefix, names, stamps = next(row for row in listing if row[0] == "news/")
     changes = [(prefix + names[0], 11, 12), (prefix + names[-1], 13, 14)]
-    new = _restamped(listing, changes)
+    new = restamped(listing, changes)
     assert listing == before
     row = next(r for r in new if r[0] == "news/")
     assert row[2][:2] == [11, 12] and row[2][-2:] == [13, 14] and row[2][2:-2] == stamps[2:-2]
     assert [r for r in new if r[0] != "news/"] == [r for r in before if r[0] != "news/"]
-    assert _restamped(listing, [*changes, ("news/not-there.md", 1, 2)]) is None
-    assert _restamped(listing, [("elsewhere/a.md", 1, 2)]) is None
+    assert restamped(listing, [*changes, ("news/not-there.md", 1, 2)]) is None
+    assert restamped(listing, [("elsewhere/a.md", 1, 2)]) is None
 
 
 def test_a_stopping_worker_stops_its_rescans_before_writing_the_cache(corpus, tmp_path):

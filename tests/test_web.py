@@ -7,8 +7,8 @@ import shutil
 from conftest import bump_mtime, parse, poll, write_item
 
 from syndicator.config import Settings
-from syndicator.index import Publisher
 from syndicator.scheduler import Rescanner
+from syndicator.snapshot import Publisher
 from syndicator.web import create_app
 
 FEED_TYPES = {"rss": "application/rss+xml; charset=utf-8", "atom": "application/atom+xml; charset=utf-8",
