@@ -11,9 +11,11 @@ import datetime as dt
 import gzip
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import cached_property
+from typing import NamedTuple
 
 from . import feeds
 from .model import Item
@@ -48,6 +50,31 @@ class Site:
 
     def html_url(self, slug: str) -> str:
         return f"{self.base_url}/" if slug == "all" else f"{self.base_url}/topics/{slug}/"
+
+
+class FeedKey(NamedTuple):
+    """A rendered feed in a snapshot's memo."""
+
+    site: Site  #: the public base URL and settings it was rendered for
+    slug: str  #: topic slug, or "all"
+    fmt: str  #: "rss", "atom" or "json"
+    page: int | None = None  #: archive page number; None for the subscription feed
+    limit: int | None = None  #: `?limit=N` when below feed_limit; None for the full feed
+
+
+class PageKey(NamedTuple):
+    """A rendered HTML page or the OPML in a snapshot's memo."""
+
+    site: Site  #: the public base URL and settings it was rendered for
+    name: str  #: "opml", or the template of an HTML page
+    slug: str | None = None  #: the topic of a topic page
+
+
+class PaginationKey(NamedTuple):
+    """A topic's RFC 5005 split into pages in a snapshot's memo (shared by every format)."""
+
+    slug: str  #: topic slug, or "all"
+    limit: int  #: items per page
 
 
 @dataclass(frozen=True)
@@ -151,22 +178,22 @@ def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | N
     return result, max_age
 
 
-def memoized(snapshot: Snapshot, key: tuple, site: Site, make) -> Document:
+def memoized(snapshot: Snapshot, key: FeedKey | PageKey, make: Callable[[], Document]) -> Document:
     """`make()` once per snapshot and key. Only a few distinct public base URLs are kept, so a client
     sending many Host headers cannot grow memory; beyond them documents are rendered per request."""
     doc = snapshot.memo.get(key)
     if doc is None:
         doc = make()
-        bases = snapshot.memo.setdefault(("bases",), set())
-        if site in bases or len(bases) < MAX_MEMO_BASES:
-            bases.add(site)
+        sites = snapshot.memo_sites
+        if key.site in sites or len(sites) < MAX_MEMO_BASES:
+            sites.add(key.site)
             snapshot.memo[key] = doc
     return doc
 
 
 def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int):
     """The RFC 5005 split of a topic, computed once per snapshot (every archive page needs it)."""
-    key = ("pages", slug, limit)
+    key = PaginationKey(slug, limit)
     found = snapshot.memo.get(key)
     if found is None:
         found = snapshot.memo[key] = feeds.paginate(items, limit)
@@ -176,7 +203,7 @@ def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int):
 def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
                   limit: int | None = None) -> Document | None:
     """The rendered feed document, memoised in the snapshot. None when it does not exist."""
-    key = ("feed", site, slug, fmt, page, limit)
+    key = FeedKey(site, slug, fmt, page, limit)
     if key in snapshot.memo:
         return snapshot.memo[key]
     found = feed_page(snapshot, site, slug, fmt, page, limit)
@@ -185,7 +212,7 @@ def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int
     fp, max_age = found
     links = tuple(link for link in fp.links if link.rel == "hub") + (feeds.Link("self", fp.self_url[fmt]),)
     browser_type = "application/xml; charset=utf-8" if fmt in ("rss", "atom") else ""
-    return memoized(snapshot, key, site, lambda: make_document(
+    return memoized(snapshot, key, lambda: make_document(
         feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links, browser_type))
 
 
@@ -199,7 +226,7 @@ def opml_document(snapshot: Snapshot, site: Site) -> Document:
         body = feeds.render_opml(f"{site.title}: topics", snapshot.newest, outlines)
         return make_document(body, "text/x-opml; charset=utf-8", snapshot.newest, site.interval)
 
-    return memoized(snapshot, ("opml", site), site, make)
+    return memoized(snapshot, PageKey(site, "opml"), make)
 
 
 def carry_over(new: Snapshot, old: Snapshot | None) -> int:
@@ -211,10 +238,10 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
     same_newest = new.newest == old.newest
     # A copy: request threads keep adding documents to the old snapshot's memo while this runs.
     for key, doc in list(old.memo.items()):
-        if key[0] != "feed":
+        if type(key) is not FeedKey:
             continue
-        new.memo.setdefault(("bases",), set()).add(key[1])
-        slug = key[2]
+        new.memo_sites.add(key.site)
+        slug = key.slug
         if slug == "all":
             unchanged = same_all
         else:
@@ -227,9 +254,9 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
     return reused
 
 
-def _render_slugs(state: tuple[Snapshot, Site], slugs: list[str]) -> list[tuple[tuple, Document]]:
+def _render_slugs(state: tuple[Snapshot, Site], slugs: list[str]) -> list[tuple[FeedKey, Document | None]]:
     snapshot, site = state
-    return [(("feed", site, slug, fmt, None, None), feed_document(snapshot, site, slug, fmt))
+    return [(FeedKey(site, slug, fmt), feed_document(snapshot, site, slug, fmt))
             for slug in slugs for fmt in feeds.FORMATS]
 
 
@@ -241,15 +268,14 @@ def prerender(snapshot: Snapshot, site: Site, workers: int = 1) -> int:
     from .parallel import fork_map
 
     todo = [slug for slug in ("all", *snapshot.topics)
-            if any(("feed", site, slug, fmt, None, None) not in snapshot.memo for fmt in feeds.FORMATS)]
+            if any(FeedKey(site, slug, fmt) not in snapshot.memo for fmt in feeds.FORMATS)]
     if workers <= 1 or len(todo) < PARALLEL_RENDER_THRESHOLD:
         results = _render_slugs((snapshot, site), todo)
     else:
         size = max(10, len(todo) // (workers * 8))
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         results = [pair for chunk in fork_map(_render_slugs, chunks, (snapshot, site), workers) for pair in chunk]
-    bases = snapshot.memo.setdefault(("bases",), set())
-    bases.add(site)
+    snapshot.memo_sites.add(site)
     for key, doc in results:
         snapshot.memo.setdefault(key, doc)
     return len(results)

@@ -57,6 +57,8 @@ class Snapshot:
     newest: dt.datetime = EPOCH
     # Rendered documents, filled lazily by the documents module; a memo, not part of the value.
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The public sites (base URLs) the memo holds documents for; bounded by the documents module.
+    memo_sites: set[Any] = field(default_factory=set, compare=False, repr=False)
     # What build_snapshot needs to patch this snapshot for a few changed items.
     basis: SnapshotBasis | None = field(default=None, compare=False, repr=False)
 

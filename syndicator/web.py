@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, render_template, request
@@ -16,6 +17,7 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .scheduler import Rescanner
 from .snapshot import Publisher, Snapshot
+from .websub import Pinger
 
 log = logging.getLogger(__name__)
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
@@ -24,16 +26,32 @@ HTML_CSP = ("default-src 'none'; img-src https: http: data:; style-src 'self'; s
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def _state() -> dict:
-    return current_app.extensions["syndicator"]
+@dataclass(frozen=True)
+class AppState:
+    """What one app serves from and drives, kept in `app.extensions["syndicator"]`."""
+
+    settings: Settings
+    publisher: Publisher  #: holds the snapshot every request reads
+    rescanner: Rescanner | None  #: None when the caller gave its own publisher
+    pinger: Pinger | None  #: WebSub pings, with hub_url
+    metrics: Metrics
+
+
+def app_state(app: Flask) -> AppState:
+    """The state `create_app` gave `app`."""
+    return app.extensions["syndicator"]
+
+
+def _state() -> AppState:
+    return app_state(current_app)
 
 
 def _settings() -> Settings:
-    return _state()["settings"]
+    return _state().settings
 
 
 def current_snapshot() -> Snapshot:
-    snapshot = _state()["publisher"].snapshot
+    snapshot = _state().publisher.snapshot
     if snapshot is None:
         abort(503, "the first scan of the content directory has not finished yet")
     return snapshot
@@ -145,8 +163,6 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
             site = documents.Site(settings.base_url, settings.title, settings.hub_url,
                                   settings.feed_limit, settings.interval)
         if settings.hub_url:
-            from .websub import Pinger
-
             pinger = Pinger(settings.hub_url, site)
         rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
@@ -164,8 +180,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    app.extensions["syndicator"] = {"settings": settings, "publisher": publisher, "rescanner": rescanner,
-                                    "pinger": pinger, "metrics": metrics}
+    app.extensions["syndicator"] = AppState(settings, publisher, rescanner, pinger, metrics)
     _routes(app)
     return app
 
@@ -174,7 +189,7 @@ def _routes(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         route = request.url_rule.endpoint if request.url_rule is not None else "other"
-        _state()["metrics"].count(route, response.status_code)
+        _state().metrics.count(route, response.status_code)
         if response.status_code == 304:
             return response  # only what updates the cached copy (see responses.respond)
         for name, value in responses.SECURITY_HEADERS:
@@ -234,13 +249,13 @@ def _routes(app: Flask) -> None:
 
     def _page(template: str, snapshot: Snapshot, **context) -> Response:
         site = current_site()
-        key = ("html", site, template, context.get("topic").slug if context.get("topic") else None)
+        key = documents.PageKey(site, template, context["topic"].slug if context.get("topic") else None)
 
         def make() -> documents.Document:
             body = render_template(template, site=site, snapshot=snapshot, **context).encode("utf-8")
             return documents.make_document(body, "text/html; charset=utf-8", snapshot.newest, site.interval)
 
-        return send_document(documents.memoized(snapshot, key, site, make))
+        return send_document(documents.memoized(snapshot, key, make))
 
     @app.get("/topics.opml")
     def opml():
@@ -257,12 +272,12 @@ def _routes(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics():
-        return Response(_state()["metrics"].render(), content_type=METRICS_CONTENT_TYPE,
+        return Response(_state().metrics.render(), content_type=METRICS_CONTENT_TYPE,
                         headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz")
     def healthz():
-        publisher: Publisher = _state()["publisher"]
+        publisher = _state().publisher
         if publisher.snapshot is None:
             return Response("starting: no snapshot yet\n", status=503, content_type="text/plain; charset=utf-8")
         health = publisher.health
@@ -272,7 +287,7 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status():
-        publisher: Publisher = _state()["publisher"]
+        publisher = _state().publisher
         snapshot = publisher.snapshot
         health = publisher.health
         body = {

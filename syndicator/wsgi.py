@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import load_settings
-from .web import create_app
+from .web import app_state, create_app
 
 
 def application() -> Flask:
@@ -21,7 +21,7 @@ def start_rescans(app: Flask, slot: int = 0) -> None:
     """Start the periodic and event-driven rescans in this process (after any fork); `slot`, the number of
     workers the server started before this one (gunicorn's worker.age - 1), staggers the workers'
     rescans across the interval, and a replacement worker rescans at once."""
-    app.extensions["syndicator"]["rescanner"].start(slot=slot)
+    app_state(app).rescanner.start(slot=slot)
 
 
 def finish_cache_write(app: Flask | None) -> None:
@@ -30,7 +30,7 @@ def finish_cache_write(app: Flask | None) -> None:
     scheduler's thread would otherwise go on firing while the interpreter shuts down, and log an error
     ("cannot schedule new futures after interpreter shutdown")."""
     if app is not None:
-        rescanner = app.extensions["syndicator"]["rescanner"]
+        rescanner = app_state(app).rescanner
         if rescanner is not None:
             rescanner.stop()
             rescanner.flush()

@@ -48,7 +48,7 @@ from conftest import (
 from syndicator.config import Settings
 from syndicator.scheduler import Rescanner
 from syndicator.snapshot import Publisher
-from syndicator.web import create_app
+from syndicator.web import app_state, create_app
 
 FORMATS = ("rss", "atom", "json")
 BASE = "http://feeds.test"
@@ -138,7 +138,7 @@ def healthz(base: str) -> str:
 def newest_item(content: Path):
     """The newest item of a content tree (it is in every feed it belongs to, the all-items feed included)."""
     app = create_app(Settings(content=str(content)))
-    return app.extensions["syndicator"]["publisher"].snapshot.all_items[0]
+    return app_state(app).publisher.snapshot.all_items[0]
 
 
 # ----------------------------------------------------------------------------- a. content directory gone
@@ -295,8 +295,8 @@ def test_b_unreadable_files_keep_the_last_good_version_and_recover_once_readable
 def test_c_file_truncated_mid_write_keeps_last_good_version_until_completed(corpus, make_app):
     app = make_app(corpus)
     client = app.test_client()
-    rescanner = app.extensions["syndicator"]["rescanner"]
-    snapshot = app.extensions["syndicator"]["publisher"].snapshot
+    rescanner = app_state(app).rescanner
+    snapshot = app_state(app).publisher.snapshot
     victim = snapshot.all_items[0]
     path = corpus / victim.path
     before = client_feeds(client)
@@ -491,8 +491,8 @@ def test_d_rescans_while_requests_render_documents_never_fail(corpus, make_app):
     interleaving that happens now and then under real load happen within a second or two.
     """
     app = make_app(corpus)
-    rescanner = app.extensions["syndicator"]["rescanner"]
-    publisher = app.extensions["syndicator"]["publisher"]
+    rescanner = app_state(app).rescanner
+    publisher = app_state(app).publisher
     slugs = ["all", *publisher.snapshot.topics]
     victim = corpus / publisher.snapshot.all_items[0].path
     text = victim.read_text(encoding="utf-8")

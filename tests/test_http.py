@@ -11,6 +11,7 @@ from conftest import parse, serve
 
 from syndicator.scan import Scanner
 from syndicator.snapshot import Publisher, build_snapshot
+from syndicator.web import app_state
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def client(corpus, make_app):
 
 
 def newest_in(client, slug: str):
-    publisher: Publisher = client.application.extensions["syndicator"]["publisher"]
+    publisher: Publisher = app_state(client.application).publisher
     items = publisher.snapshot.all_items if slug == "all" else publisher.snapshot.topics[slug].items
     return max(i.updated for i in items[:50])
 

@@ -15,6 +15,7 @@ from lxml import etree
 
 from syndicator.scan import Scanner
 from syndicator.snapshot import build_snapshot
+from syndicator.web import app_state
 
 NEWSBOAT = shutil.which("newsboat")
 
@@ -66,7 +67,7 @@ def test_json_feed_read_by_an_independent_library(corpus, make_app):
     response = client.get("/feeds/azure.json")
     assert response.headers["Content-Type"] == "application/feed+json; charset=utf-8"
     feed = jsonfeed.Feed.parse_string(response.get_data(as_text=True))
-    snapshot = client.application.extensions["syndicator"]["publisher"].snapshot
+    snapshot = app_state(client.application).publisher.snapshot
     items = snapshot.topics["azure"].items
     assert feed.version == "https://jsonfeed.org/version/1.1"
     assert feed.feed_url == "http://localhost/feeds/azure.json"

@@ -14,11 +14,12 @@ import pytest
 from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
+from syndicator.documents import FeedKey
 from syndicator.model import Image, Item, Provider, Related
 from syndicator.scan import Scanner
 from syndicator.scheduler import Rescanner, first_rescan, make_scanner
 from syndicator.snapshot import Publisher, restored_snapshot
-from syndicator.web import create_app
+from syndicator.web import app_state, create_app
 
 BASE = "https://feeds.example.com/news"
 
@@ -409,13 +410,13 @@ def test_a_change_is_picked_up_by_filesystem_events_without_waiting_for_the_inte
 def test_one_changed_file_rerenders_only_its_topics(corpus):
     settings = Settings(content=str(corpus), base_url=BASE)
     app = create_app(settings)
-    rescanner = app.extensions["syndicator"]["rescanner"]
-    before = app.extensions["syndicator"]["publisher"].snapshot
+    rescanner = app_state(app).rescanner
+    before = app_state(app).publisher.snapshot
     write_item(corpus / "news", "one.md", title="Only Kubernetes", publishedDateTime="2025-01-01T00:00:00Z",
                webUrl="https://x.org/one", topics=["Kubernetes"])
     assert rescanner.run_once()
-    after = app.extensions["syndicator"]["publisher"].snapshot
-    reused = {key[2] for key, doc in after.memo.items() if key[0] == "feed" and before.memo.get(key) is doc}
+    after = app_state(app).publisher.snapshot
+    reused = {key.slug for key, doc in after.memo.items() if type(key) is FeedKey and before.memo.get(key) is doc}
     assert reused == set(after.topics) - {"kubernetes"}
 
 
@@ -439,7 +440,7 @@ def test_export_and_server_give_byte_identical_documents_at_20k(tmp_path):
     assert len(files) > 301 * 3
     # Every subscription feed, page and OPML is compared; archive pages for every tenth topic and for
     # all items (rendering all of them a second time would double the test's run time for little).
-    sampled = set(sorted(app.extensions["syndicator"]["publisher"].snapshot.topics)[::10]) | {"all"}
+    sampled = set(sorted(app_state(app).publisher.snapshot.topics)[::10]) | {"all"}
     files = [p for p in files if "/archive/" not in p.as_posix() or p.parent.parent.name in sampled]
     checked = 0
     for path in files:
@@ -450,7 +451,7 @@ def test_export_and_server_give_byte_identical_documents_at_20k(tmp_path):
         assert response.data == path.read_bytes(), url
         assert gzip.decompress(path.with_name(path.name + ".gz").read_bytes()) == path.read_bytes()
         checked += 1
-    snapshot = app.extensions["syndicator"]["publisher"].snapshot
+    snapshot = app_state(app).publisher.snapshot
     assert (out / "feeds" / "all" / "archive").is_dir()
     assert checked >= (len(snapshot.topics) + 1) * 3 + len(snapshot.topics) + 1 + 3 * 300  # >= 300 archive pages
 
@@ -584,7 +585,7 @@ def test_a_stopping_worker_stops_its_rescans_before_writing_the_cache(corpus, tm
 
     app = create_app(Settings(content=str(corpus), interval=1, fs_events=0, cache_dir=str(tmp_path / "cache")))
     start_rescans(app)
-    scheduler = app.extensions["syndicator"]["rescanner"]._scheduler
+    scheduler = app_state(app).rescanner._scheduler
     assert scheduler.running
     finish_cache_write(app)
     assert not scheduler.running

@@ -9,7 +9,7 @@ from conftest import bump_mtime, parse, poll, write_item
 from syndicator.config import Settings
 from syndicator.scheduler import Rescanner
 from syndicator.snapshot import Publisher
-from syndicator.web import create_app
+from syndicator.web import app_state, create_app
 
 FEED_TYPES = {"rss": "application/rss+xml; charset=utf-8", "atom": "application/atom+xml; charset=utf-8",
               "json": "application/feed+json; charset=utf-8"}
@@ -71,7 +71,7 @@ def test_status_lists_problems_and_healthz_reports(tmp_path, corpus, make_app):
     assert client.get("/healthz").data == b"ok\n"
 
     shutil.rmtree(corpus)  # the content directory vanishes: feeds stay, health says degraded
-    rescanner = app.extensions["syndicator"]["rescanner"]
+    rescanner = app_state(app).rescanner
     assert rescanner.run_once() is False
     health = client.get("/healthz")
     assert health.status_code == 200 and health.data.startswith(b"degraded:") and b"does not exist" in health.data
@@ -90,7 +90,7 @@ def test_failed_rescan_keeps_last_feeds(corpus, make_app, monkeypatch):
     app = make_app(corpus)
     client = app.test_client()
     before = client.get("/feeds/all.atom").data
-    rescanner = app.extensions["syndicator"]["rescanner"]
+    rescanner = app_state(app).rescanner
     write_item(corpus / "news", "new.md", title="New", publishedDateTime="2030-01-01T00:00:00Z",
                webUrl="https://x.org/new", topics=["Azure"])
 
@@ -106,7 +106,7 @@ def test_failed_rescan_keeps_last_feeds(corpus, make_app, monkeypatch):
 def test_add_modify_delete_change_exactly_the_affected_feeds(corpus, make_app):
     app = make_app(corpus, base_url="http://feeds.test")
     client = app.test_client()
-    rescanner = app.extensions["syndicator"]["rescanner"]
+    rescanner = app_state(app).rescanner
     slugs = ["all", *[t["slug"] for t in client.get("/status").get_json()["topics"]]]
     before = all_feeds(client, slugs)
 
@@ -121,7 +121,7 @@ def test_add_modify_delete_change_exactly_the_affected_feeds(corpus, make_app):
 
     # Modify: retitle a Security story; exactly its topics' feeds and the all-items feed change.
     # The newest Security story is sure to be in the all-items feed (the newest 50).
-    newest = app.extensions["syndicator"]["publisher"].snapshot.topics["security"].items[0]
+    newest = app_state(app).publisher.snapshot.topics["security"].items[0]
     path = corpus / newest.path
     names = {t["name"]: t["slug"] for t in client.get("/status").get_json()["topics"]}
     expected = {"all"} | {names[name] for name in newest.topics}

@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from conftest import bump_mtime, parse, write_item
 
+from syndicator.web import app_state
+
 
 class Hub:
     """A tiny WebSub hub on loopback that records publish pings; can be told to fail first."""
@@ -49,7 +51,7 @@ def hub():
 
 def websub_app(make_app, corpus, hub_url, tmp_path):
     app = make_app(corpus, base_url="https://feeds.example.com", hub_url=hub_url)
-    pinger = app.extensions["syndicator"]["pinger"]
+    pinger = app_state(app).pinger
     pinger._lock_path = str(tmp_path / "websub.lock")  # a private lock, not shared with other tests
     pinger.backoff = 0.01
     return app, pinger
@@ -57,7 +59,7 @@ def websub_app(make_app, corpus, hub_url, tmp_path):
 
 def test_hub_is_pinged_for_exactly_the_changed_feeds(corpus, make_app, hub, tmp_path):
     app, pinger = websub_app(make_app, corpus, hub.url, tmp_path)
-    rescanner = app.extensions["syndicator"]["rescanner"]
+    rescanner = app_state(app).rescanner
     assert rescanner.run_once() is False and hub.pings == []  # no change, no ping
 
     write_item(corpus / "news", "2026-01-01-new.md", title="New", publishedDateTime="2026-01-01T00:00:00Z",
@@ -83,7 +85,7 @@ def test_failed_pings_are_retried_with_backoff(corpus, make_app, tmp_path):
         app, pinger = websub_app(make_app, corpus, hub.url, tmp_path)
         write_item(corpus / "news", "2026-01-01-new.md", title="New", publishedDateTime="2026-01-01T00:00:00Z",
                    webUrl="https://x.org/new", topics=["Kubernetes"])
-        app.extensions["syndicator"]["rescanner"].run_once()
+        app_state(app).rescanner.run_once()
         assert pinger.drain()
         assert len(hub.pings) == 6  # two failures were retried; every changed feed got through
     finally:
@@ -116,7 +118,7 @@ def collect_archives(client, slug: str, fmt: str):
 def test_archives_give_every_item_exactly_once(corpus, make_app, fmt):
     app = make_app(corpus, feed_limit=5)
     client = app.test_client()
-    topic = app.extensions["syndicator"]["publisher"].snapshot.topics["azure"]
+    topic = app_state(app).publisher.snapshot.topics["azure"]
     assert len(topic.items) > 12
     seen, docs = collect_archives(client, "azure", fmt)
     assert sorted(seen) == sorted(i.id for i in topic.items) and len(seen) == len(set(seen))
@@ -141,7 +143,7 @@ def test_full_archive_pages_never_change_when_new_items_arrive(corpus, make_app)
     for n in range(3):
         write_item(corpus / "news", f"2027-0{n + 1}-01-new.md", title=f"New {n}",
                    publishedDateTime=f"2026-0{n + 1}-01T00:00:00Z", webUrl=f"https://x.org/new{n}", topics=["Azure"])
-    assert app.extensions["syndicator"]["rescanner"].run_once()
+    assert app_state(app).rescanner.run_once()
     assert client.get("/feeds/azure/archive/1.atom").data == before
     seen, _ = collect_archives(client, "azure", "atom")
-    assert len(seen) == len(set(seen)) == len(app.extensions["syndicator"]["publisher"].snapshot.topics["azure"].items)
+    assert len(seen) == len(set(seen)) == len(app_state(app).publisher.snapshot.topics["azure"].items)
