@@ -1,5 +1,6 @@
-"""Shared plumbing for the benchmark: the context and results, child processes, HTTP waits, wrk,
-/usr/bin/time, tool installation and machine facts. Standard library only."""
+"""Plumbing for the bench scripts (run.py, load.py, rescan.py, yaml_parsers.py): corpora, child processes
+and their trees, memory and CPU of a tree, HTTP, wrk, /usr/bin/time, markdown tables, tools and machine
+facts. Standard library only: run.py may run under another Python than the project's .venv."""
 
 from __future__ import annotations
 
@@ -14,106 +15,367 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 WORK = BENCH / "work"  # gitignored (/bench/work/): corpora, Hugo sites, logs, nginx prefix
 VENV = ROOT / ".venv" / "bin"
 PYTHON = VENV / "python"
-
 # binary -> Debian package that provides it
 TOOLS = {"hugo": "hugo", "wrk": "wrk", "nginx": "nginx-light", "/usr/bin/time": "time"}
 
 
-class Unavailable(Exception):
-    """A measurement cannot run here (feature not built yet, tool missing); the table shows n/a and why."""
+def python_cmd(*args: str) -> list[str]:
+    """The project's venv interpreter (the harness itself may run under another Python)."""
+    return [str(PYTHON) if PYTHON.exists() else sys.executable, *args]
 
 
-class ServerFailed(RuntimeError):
-    """A server's log showed a line meaning it will never become healthy."""
+def ensure_corpus(path: Path, items: int, topics: int, *flags: str, timeout: float | None = None) -> bool:
+    """Generate a content directory with tools/gen_corpus.py (news/*.md, topics/*.yaml; `flags` such as
+    --seed or --bad go to it) unless a complete one is at `path`; True when it was generated now. The
+    marker is written last, so an interrupted generation is done again."""
+    marker = path / ".complete"  # a hidden file: the scanner ignores it
+    if marker.exists():
+        return False
+    subprocess.run(python_cmd(str(ROOT / "tools" / "gen_corpus.py"), "--out", str(path), "--items", str(items),
+                              "--topics", str(topics), *flags), check=True, timeout=timeout)
+    marker.write_text("")
+    return True
 
-    def __init__(self, marker: str, seconds: float, log: Path):
-        super().__init__(f"{marker!r} in {log} after {seconds:.0f} s")
-        self.marker = marker
-        self.seconds = seconds
+
+def walk(root: str) -> int:
+    """Visit every file under root with os.scandir and stat it, as a no-change rescan must; the count."""
+    count = 0
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    entry.stat()
+                    count += 1
+    return count
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A markdown table; `align` has a letter per column, "r" for a right-aligned one (the rest left)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align.ljust(len(headers), "l")) + "|"
+    lines = ["| " + " | ".join(headers) + " |", rule]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+@contextmanager
+def server(cmd: Sequence[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+           grace: float = 20) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server in its own process group for the duration of the block, then stop that group.
+
+    Output goes to a file, never a pipe: nobody reads a pipe during a wrk run and a full pipe blocks
+    gunicorn's access log."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            stop_group(proc, grace)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM the process group we started (by its id), then SIGKILL what is left after `grace` s."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: float,
+              fatal: Sequence[str] = ()) -> float:
+    """Poll `url` until it answers 200; return seconds waited. Fail early when the process exits or its
+    log shows one of the `fatal` strings (e.g. gunicorn killing workers); errors end with the log."""
+    started = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered; {log}:\n{_tail(log)}")
+        text = log.read_text(errors="replace") if fatal else ""
+        for marker in fatal:
+            if marker in text:
+                raise RuntimeError(f"{marker!r} in {log} after {time.monotonic() - started:.0f} s:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass  # not listening yet, 503 before the first scan, or a worker busy scanning
+        if time.monotonic() - started > deadline:
+            raise RuntimeError(f"{url} not healthy after {deadline:.0f} s; {log}:\n{_tail(log)}")
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now (other sessions run servers on this machine too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    """One GET without following anything; 304 and errors come back as statuses, not exceptions. Header
+    names are looked up in any case (granian sends them in lower case)."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def timed_run(cmd: Sequence[str], log: Path, timeout: float, cwd: Path | None = None) -> dict[str, float]:
+    """Run `cmd` under /usr/bin/time -v with output to `log`; raise on timeout or failure. Returns wall
+    and CPU (user + sys) seconds and peak RSS in MB of the process and its waited-for children."""
+    report = log.with_suffix(".time")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["/usr/bin/time", "-v", "-o", str(report), *cmd], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            raise RuntimeError(f"timed out after {timeout:.0f} s: {' '.join(cmd)} (log {log})") from None
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing running behind us
+            stop_group(proc)
+            raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{_tail(log)[-2000:]}")
+    fields = dict(line.strip().rsplit(": ", 1) for line in report.read_text().splitlines() if ": " in line)
+    wall = 0.0
+    for part in fields["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":"):
+        wall = wall * 60 + float(part)
+    return {"wall": wall, "cpu": float(fields["User time (seconds)"]) + float(fields["System time (seconds)"]),
+            "rss_mb": int(fields["Maximum resident set size (kbytes)"]) / 1024}
+
+
+# ------------------------------------------------------------------------- process trees, memory, CPU
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (from /proc/<pid>/task/*/children)."""
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(x) for x in f.read().split())
+    return sorted(found)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (server master, workers, parse processes)."""
+    tree = [pid]
+    for p in tree:  # grows while it is read: breadth first
+        tree.extend(children(p))
+    return tree
+
+
+def memory_kib(pids: Iterable[int], key: str = "VmRSS") -> dict[int, int]:
+    """One memory figure per process in KiB: VmRSS or VmHWM (/proc/<pid>/status) or Pss (smaps_rollup,
+    which splits the pages forked workers share between them); processes gone meanwhile are left out."""
+    source, found = ("smaps_rollup" if key == "Pss" else "status"), {}
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/{source}") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    found[pid] = int(line.split()[1])
+                    break
+    return found
+
+
+class Sampler:
+    """Calls `measure()` every `every` seconds on a thread from start() to stop() and keeps what it
+    returns in `samples`; sample() takes one more at any time. A peak shorter than `every` can be missed."""
+
+    def __init__(self, measure: Callable[[], Any], every: float):
+        self.measure, self.every, self.samples = measure, every, []
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def sample(self) -> Any:
+        """One sample now, kept with the others."""
+        value = self.measure()
+        self.samples.append(value)
+        return value
+
+    def start(self) -> Sampler:
+        """Start sampling on the thread."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._halt.wait(self.every):
+            self.sample()
+
+    def stop(self) -> None:
+        """Stop the thread (idempotent)."""
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+def cpu_seconds(pids: Sequence[int], reaped: bool = False) -> float:
+    """CPU seconds used by `pids`; with `reaped`, also by children they have already waited for (a
+    finished parse pool): comparable with Hugo's user + sys even when other work stretches wall time."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if reaped:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, deadline: float, busy_below: float = 0.15) -> float:
+    """Wait until the process tree uses less than `busy_below` of one CPU over a second; return seconds
+    waited. A server answers once its FIRST worker is up; the others may still be starting."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        pids = process_tree(pid)
+        before = cpu_seconds(pids)
+        time.sleep(1.0)
+        if cpu_seconds(pids) - before < busy_below:
+            return time.monotonic() - started
+    raise RuntimeError(f"process tree of {pid} still busy after {deadline:.0f} s")
+
+
+# ------------------------------------------------------------------------------------------------ wrk
+
+@dataclass(frozen=True)
+class WrkRun:
+    """The parts of a wrk report we use."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    bad_status: int
+    socket_errors: str
+    # wrk's connections per server process (most first), sampled halfway through the run: "32" on a
+    # two-worker server means one worker had them all.
+    spread: tuple[int, ...] = ()
+    runs: tuple[WrkRun, ...] = ()  # every run, when several were made
+
+    def note(self) -> str:
+        """p50/p99, every run and anything that went wrong, for the table's notes column."""
+        text = f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
+        if len(self.runs) > 1:
+            runs = ", ".join(f"{r.rps:,.0f} [{'/'.join(map(str, r.spread)) or '?'}]" for r in self.runs)
+            text += f" (best of {len(self.runs)} runs, [connections per server process]: {runs} req/s)"
+        if self.bad_status:
+            text += f", {self.bad_status} non-2xx/3xx"
+        if self.socket_errors:
+            text += f", socket errors: {self.socket_errors}"
+        return text
 
 
 @dataclass(frozen=True)
-class Corpus:
-    """A generated content directory (gen_corpus.py layout: news/*.md and topics/*.yaml)."""
+class Wrk:
+    """How wrk loads a server: `runs` bounded runs per figure, of which the best is reported."""
 
-    key: str  # "main" or "small"; measurement keys embed it
-    items: int
-    topics: int
+    threads: int
+    connections: int
+    seconds: int
+    runs: int
 
-    @property
-    def path(self) -> Path:
-        return WORK / f"corpus-{self.items}-{self.topics}"
+    def best(self, url: str, log: Path, headers: Sequence[str] = ()) -> WrkRun:
+        """The run with the highest throughput, with every run in `runs`. Against gunicorn a run's
+        throughput is bimodal: wrk opens its keep-alive connections at once, and a worker that is busy at
+        that moment (a rescan, the last run's queue) may get none of them for the whole run, leaving a
+        core idle (measured: 32/0 connections gave ~1.4k req/s where 30/2 and 16/16 gave ~3.3k). The
+        median of three still fell on that mode for one side only (bare WSGI 304s: 2,005, 1,799, 3,848
+        req/s); the best run is the one where the server used all its workers, on every side alike, and
+        each run's connection spread is recorded to show it."""
+        runs = [self._once(url, log.with_name(f"{log.stem}-{n + 1}{log.suffix}"), headers) for n in range(self.runs)]
+        return dataclasses.replace(max(runs, key=lambda r: r.rps), runs=tuple(runs))
 
-    @property
-    def label(self) -> str:
-        return f"{self.items:,}/{self.topics:,}"
-
-
-@dataclass
-class Result:
-    """One measured number."""
-
-    value: float
-    unit: str
-    note: str = ""
-
-
-@dataclass
-class Context:
-    """Everything a measurement needs, and where it records what it measured."""
-
-    quick: bool
-    main: Corpus
-    small: Corpus
-    wrk_seconds: int
-    wrk_threads: int
-    wrk_connections: int
-    wrk_runs: int  # wrk runs per measurement; the run with the highest throughput is reported
-    timeout: float  # upper bound for any one heavy child process (a build)
-    serve_timeout: float  # upper bound for `syndicator serve` to become healthy
-    serve_interval: int  # rescan interval given to `syndicator serve`
-    body_bytes: int  # size of the synthetic feed when ours could not provide a real one
-    yaml_items: int
-    results: dict[str, Result] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    # Bytes of the feed that "ours" served under wrk: the WSGI and nginx baselines serve the same bytes.
-    sample_feed: bytes | None = None
-    sample_feed_name: str = ""
-    sample_port: int = 0  # the port it was served on, which its self links name
-
-    @property
-    def logs(self) -> Path:
-        path = WORK / "logs"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def record(self, key: str, value: float, unit: str, note: str = "") -> None:
-        """Store a measurement and echo it, so a long run shows progress."""
-        self.results[key] = Result(value, unit, note)
-        print(f"    {key} = {value:,.3f} {unit}" + (f"  ({note})" if note else ""), flush=True)
-
-    def skip(self, keys: Sequence[str], reason: str) -> None:
-        """Mark measurements as not available, with the reason the table will show."""
-        for key in keys:
-            self.skipped.setdefault(key, reason)
-        print(f"    n/a {', '.join(keys)}: {reason}", flush=True)
+    def _once(self, url: str, log: Path, headers: Sequence[str]) -> WrkRun:
+        if not url.startswith("http://127.0.0.1:"):
+            raise ValueError(f"wrk only loads 127.0.0.1, not {url}")
+        cmd = ["wrk", f"-t{self.threads}", f"-c{self.connections}", f"-d{self.seconds}s", "--latency"]
+        for header in headers:
+            cmd += ["-H", header]
+        cmd.append(url)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                time.sleep(self.seconds / 2)
+                spread = connection_spread(int(url.split(":")[2].split("/")[0]))
+                out, err = proc.communicate(timeout=self.seconds + 60)
+            except BaseException:
+                proc.kill()
+                raise
+        log.write_text(" ".join(cmd) + "\n" + out + err + f"connections per server process: {spread}\n")
+        if proc.returncode != 0:
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip()[:500]}")
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if not rps:
+            raise RuntimeError(f"cannot read wrk output:\n{out}")
+        bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors = re.search(r"Socket errors: (.*)", out)
+        return WrkRun(rps=float(rps.group(1)), p50_ms=_latency(out, "50%"), p99_ms=_latency(out, "99%"),
+                      bad_status=int(bad.group(1)) if bad else 0,
+                      socket_errors=errors.group(1).strip() if errors else "", spread=spread)
 
 
-# ---------------------------------------------------------------------------------------------- tools
+def _latency(out: str, pct: str) -> float:
+    m = re.search(rf"^\s+{re.escape(pct)}\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[m.group(2)] if m else float("nan")
+
+
+def connection_spread(port: int) -> tuple[int, ...]:
+    """Established TCP connections whose local port is `port`, counted per process holding them (most
+    first); read from /proc, so it needs no tool and sees every server (gunicorn, granian, nginx)."""
+    inodes = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(name).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
+                    inodes.add(f"socket:[{fields[9]}]")
+    counts: dict[str, int] = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        held = 0
+        try:
+            for entry in os.scandir(fd_dir):
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    held += os.readlink(entry.path) in inodes
+        except OSError:  # the process is gone, or not ours to read
+            continue
+        if held:
+            counts[fd_dir.parent.name] = held
+    return tuple(sorted(counts.values(), reverse=True))
+
+
+# ------------------------------------------------------------------------------- tools and machine
 
 def ensure_tools() -> dict[str, str]:
     """Install missing tools with apt-get (we run as root on Debian) and return {tool: version}."""
@@ -186,36 +448,27 @@ def _package_version(package: str) -> str:
 
 
 def machine() -> dict[str, str]:
-    """CPU, memory, kernel and load: enough to tell whether two RESULTS.md are comparable."""
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with open("/proc/meminfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
+    """CPU, memory, kernel and date: enough to tell whether two RESULTS.md are comparable."""
+    info = Path("/proc/cpuinfo").read_text()
+    cpu = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
+    mem_kb = re.search(r"^MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text(), re.M)
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        found = re.search(r'^PRETTY_NAME="?([^"\n]*)', Path("/etc/os-release").read_text(), re.M)
+        os_name = found.group(1) if found else os_name
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
-        "cpu": cpu,
-        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "cpu": cpu.group(1).strip() if cpu else "unknown",
+        "ram": f"{int(mem_kb.group(1)) / 1024 / 1024 if mem_kb else 0:.1f} GiB",
         "kernel": f"{platform.system()} {platform.release()}",
-        "os": _os_name(),
+        "os": os_name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
-def _os_name() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return platform.platform()
+def loadavg() -> str:
+    """1/5/15-minute load: a busy machine (someone else's tests) makes every number here worse."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def wait_quiet(limit: float, below: float = 0.5) -> None:
@@ -225,370 +478,3 @@ def wait_quiet(limit: float, below: float = 0.5) -> None:
     while float(loadavg().split()[0]) >= below and time.monotonic() - started < limit:
         print(f"  waiting for a quiet machine: load {loadavg()}", flush=True)
         time.sleep(15)
-
-
-def loadavg() -> str:
-    """1/5/15-minute load: a busy machine (someone else's tests) makes every number here worse."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One step of the run: `fn(ctx)` records the measurements named in `keys` (or raises Unavailable)."""
-
-    name: str
-    fn: Callable[[Context], None]
-    keys: tuple[str, ...]
-
-
-# ------------------------------------------------------------------------------------------ processes
-
-@dataclass
-class Timed:
-    """What /usr/bin/time -v says about one child process (and its waited-for children)."""
-
-    wall: float
-    max_rss_mb: float
-    user: float
-    sys: float
-    returncode: int
-
-
-def timed_run(cmd: Sequence[str], log: Path, timeout: float, cwd: Path | None = None,
-              env: dict[str, str] | None = None) -> Timed:
-    """Run `cmd` under /usr/bin/time -v with output to `log`; raise on timeout or failure."""
-    report = log.with_suffix(".time")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["/usr/bin/time", "-v", "-o", str(report), *cmd], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise RuntimeError(f"timed out after {timeout:.0f} s: {' '.join(cmd)} (log {log})") from None
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing running behind us
-            _kill_group(proc)
-            raise
-    text = report.read_text()
-    timed = Timed(wall=_elapsed(_field(text, "Elapsed (wall clock) time")),
-                  max_rss_mb=int(_field(text, "Maximum resident set size (kbytes)")) / 1024,
-                  user=float(_field(text, "User time (seconds)")),
-                  sys=float(_field(text, "System time (seconds)")),
-                  returncode=proc.returncode)
-    if proc.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{tail}")
-    return timed
-
-
-def _field(text: str, name: str) -> str:
-    for line in text.splitlines():
-        if line.strip().startswith(name):
-            return line.rsplit(": ", 1)[1].strip()
-    raise RuntimeError(f"/usr/bin/time output has no {name!r}")
-
-
-def _elapsed(value: str) -> float:
-    """'1:02:03.45' or '2:03.45' (h:mm:ss or m:ss) -> seconds."""
-    seconds = 0.0
-    for part in value.split(":"):
-        seconds = seconds * 60 + float(part)
-    return seconds
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now (other sessions run servers on this machine too)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def server(cmd: Sequence[str], log: Path, cwd: Path | None = None,
-           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server in its own process group for the duration of the block, then stop that group.
-
-    Output goes to a file, never a pipe: nobody reads a pipe during a wrk run and a full pipe blocks
-    gunicorn's access log."""
-    out = open(log, "wb")  # closed in the finally below
-    proc = subprocess.Popen(list(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
-                            start_new_session=True)
-    try:
-        yield proc
-    finally:
-        _kill_group(proc)
-        out.close()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group we started (by its id), then SIGKILL what is left."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: float,
-              fatal: Sequence[str] = ()) -> float:
-    """Poll `url` until it answers 200; return seconds waited. Fail early when the process exits or its
-    log shows one of the `fatal` strings (e.g. gunicorn killing workers)."""
-    started = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered; see {log}")
-        text = log.read_text(errors="replace") if fatal else ""
-        for marker in fatal:
-            if marker in text:
-                raise ServerFailed(marker, time.monotonic() - started, log)
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - started
-        except (urllib.error.URLError, OSError):
-            pass  # not listening yet, 503 before the first scan, or a worker busy scanning
-        if time.monotonic() - started > deadline:
-            raise RuntimeError(f"{url} not healthy after {deadline:.0f} s; see {log}")
-        time.sleep(0.25)
-
-
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
-    """One GET without following anything; 304 and errors come back as statuses, not exceptions. Header
-    names are looked up in any case (granian sends them in lower case)."""
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (gunicorn master and workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children.get(p, []))
-    return tree
-
-
-def _cpu_seconds(pids: Sequence[int], reaped: bool = False) -> float:
-    """CPU seconds used by `pids`; with `reaped`, also by children they have already waited for."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-        if reaped:
-            total += int(fields[13]) + int(fields[14])  # cutime, cstime: e.g. a finished parse pool
-    return total / ticks
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds the process tree has used so far: comparable with Hugo's user + sys even when other
-    work on the machine stretches the wall time."""
-    return _cpu_seconds(process_tree(pid), reaped=True)
-
-
-def wait_idle(pid: int, deadline: float, busy_below: float = 0.15) -> float:
-    """Wait until the process tree uses less than `busy_below` of one CPU over a second; return seconds
-    waited. /healthz answers once the FIRST worker has scanned; the others may still be parsing."""
-    started = time.monotonic()
-    while time.monotonic() - started < deadline:
-        pids = process_tree(pid)
-        before = _cpu_seconds(pids)
-        time.sleep(1.0)
-        if _cpu_seconds(pids) - before < busy_below:
-            return time.monotonic() - started
-    raise RuntimeError(f"process tree of {pid} still busy after {deadline:.0f} s")
-
-
-def tree_memory_mb(pid: int) -> tuple[float, float, int]:
-    """(sum of current RSS, sum of peak RSS, number of processes) over the process tree, in MB."""
-    rss = hwm = 0
-    pids = process_tree(pid)
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    hwm += int(line.split()[1])
-        except OSError:
-            continue
-    return rss / 1024, hwm / 1024, len(pids)
-
-
-def tree_pss_mb(pid: int) -> float:
-    """Sum of current PSS over the process tree, in MB: forked workers share the master's pages, which
-    a sum of RSS counts once per process and PSS splits between them."""
-    pss = 0
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    pss += int(line.split()[1])
-        except OSError:
-            continue
-    return pss / 1024
-
-
-# ------------------------------------------------------------------------------------------------ wrk
-
-@dataclass
-class Wrk:
-    """The parts of a wrk report we use."""
-
-    rps: float
-    requests: int
-    p50_ms: float
-    p99_ms: float
-    bad_status: int
-    socket_errors: str
-    # wrk's connections per server process (most first), sampled halfway through the run: "32" on a
-    # two-worker server means one worker had them all.
-    spread: tuple[int, ...] = ()
-    runs: tuple[Wrk, ...] = ()  # every run, when several were made
-
-    def note(self) -> str:
-        """p50/p99 and anything that went wrong, for the table's notes column."""
-        text = f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms"
-        if len(self.runs) > 1:
-            runs = ", ".join(f"{r.rps:,.0f} [{'/'.join(map(str, r.spread)) or '?'}]" for r in self.runs)
-            text += f" (best of {len(self.runs)} runs, [connections per server process]: {runs} req/s)"
-        if self.bad_status:
-            text += f", {self.bad_status} non-2xx/3xx"
-        if self.socket_errors:
-            text += f", socket errors: {self.socket_errors}"
-        return text
-
-
-_LATENCY_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def run_wrk(ctx: Context, url: str, log: Path, headers: Sequence[str] = ()) -> Wrk:
-    """`ctx.wrk_runs` bounded wrk runs against 127.0.0.1; the one with the highest throughput, with every
-    run in `runs`. Against gunicorn a run's throughput is bimodal: wrk opens its keep-alive connections
-    at once, and a worker that is busy at that moment (a rescan, the last run's queue) may get none of
-    them for the whole run, leaving a core idle (measured: 32/0 connections gave ~1.4k req/s where 30/2
-    and 16/16 gave ~3.3k). The median of three still fell on that mode for one side only (bare WSGI
-    304s: 2,005, 1,799, 3,848 req/s); the best run is the one where the server used all its workers, on
-    every side alike, and each run's connection spread is recorded to show it."""
-    results = []
-    for run in range(ctx.wrk_runs):
-        results.append(_run_wrk_once(ctx, url, log.with_name(f"{log.stem}-{run + 1}{log.suffix}"), headers))
-    best = max(results, key=lambda r: r.rps)
-    return dataclasses.replace(best, runs=tuple(results))
-
-
-def _run_wrk_once(ctx: Context, url: str, log: Path, headers: Sequence[str]) -> Wrk:
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"wrk only loads 127.0.0.1, not {url}")
-    cmd = ["wrk", f"-t{ctx.wrk_threads}", f"-c{ctx.wrk_connections}", f"-d{ctx.wrk_seconds}s", "--latency"]
-    for header in headers:
-        cmd += ["-H", header]
-    cmd.append(url)
-    port = int(url.split(":")[2].split("/")[0])
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            time.sleep(ctx.wrk_seconds / 2)
-            spread = connection_spread(port)
-            out, err = proc.communicate(timeout=ctx.wrk_seconds + 60)
-        except BaseException:
-            proc.kill()
-            raise
-    log.write_text(" ".join(cmd) + "\n" + out + err + f"connections per server process: {spread}\n")
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {err.strip()[:500]}")
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"(\d+) requests in", out)
-    if not rps or not total:
-        raise RuntimeError(f"cannot read wrk output:\n{out}")
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return Wrk(rps=float(rps.group(1)), requests=int(total.group(1)),
-               p50_ms=_latency(out, "50%"), p99_ms=_latency(out, "99%"),
-               bad_status=int(bad.group(1)) if bad else 0,
-               socket_errors=errors.group(1).strip() if errors else "", spread=spread)
-
-
-def connection_spread(port: int) -> tuple[int, ...]:
-    """Established TCP connections whose local port is `port`, counted per process holding them (most
-    first); read from /proc, so it needs no tool and sees every server (gunicorn, granian, nginx)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 01: ESTABLISHED
-                inodes.add(f"socket:[{fields[9]}]")
-    counts: dict[str, int] = {}
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        held = 0
-        try:
-            for entry in os.scandir(fd_dir):
-                with contextlib.suppress(OSError):  # closed meanwhile
-                    held += os.readlink(entry.path) in inodes
-        except OSError:  # the process is gone, or not ours to read
-            continue
-        if held:
-            counts[fd_dir.parent.name] = held
-    return tuple(sorted(counts.values(), reverse=True))
-
-
-def _latency(out: str, pct: str) -> float:
-    m = re.search(rf"^\s+{re.escape(pct)}\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE)
-    return float(m.group(1)) * _LATENCY_UNITS[m.group(2)] if m else float("nan")
-
-
-def python_cmd(*args: str) -> list[str]:
-    """The project's venv interpreter (the harness itself may run under another Python)."""
-    return [str(PYTHON) if PYTHON.exists() else sys.executable, *args]
-
-
-class PeakPss:
-    """Samples the PSS sum of a process tree twice a second on a thread; `peak` is the largest seen.
-
-    PSS splits pages shared by forked workers between them, so unlike a sum of peak RSS it does not count
-    the master's heap once per worker. Sampling can miss a peak shorter than half a second."""
-
-    def __init__(self, pid: int, every: float = 0.5):
-        import threading
-
-        self.pid, self.every, self.peak = pid, every, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            self.peak = max(self.peak, tree_pss_mb(self.pid))
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_pss_mb(self.pid))
-        return self.peak

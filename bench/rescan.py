@@ -1,7 +1,7 @@
 """No-change rescans against bare walks, interleaved, in one process: `python bench/rescan.py CONTENT CACHE_DIR`.
 
-Run by ours.py after the serve phase, on the parse cache that phase left. It starts as a worker does
-(warm, from the cache), then alternates a bare os.scandir + stat walk (reference._walk) with a rescan
+Run by run.py after the serve phase, on the parse cache that phase left. It starts as a worker does
+(warm, from the cache), then alternates a bare os.scandir + stat walk (harness.walk) with a rescan
 (Rescanner.run_once, the job each worker runs; its scan time is what /status reports) and prints both
 lists of seconds as JSON. Alternating cancels drift in the machine's speed, which on this VM moves a
 walk by up to a third from minute to minute.
@@ -12,18 +12,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import walk
 
-from reference import _walk  # noqa: E402
-
-from syndicator.config import Settings  # noqa: E402
-from syndicator.scheduler import Rescanner  # noqa: E402
-from syndicator.snapshot import Publisher  # noqa: E402
+from syndicator.config import Settings
+from syndicator.scheduler import Rescanner
+from syndicator.snapshot import Publisher
 
 
 def main(content: str, cache_dir: str, rounds: int = 5) -> None:
+    """Warm start, then `rounds` walks and no-change rescans in turn; their seconds as JSON on stdout."""
     publisher = Publisher()
     rescanner = Rescanner(Settings(content=content, cache_dir=cache_dir, workers=2), publisher)
     if not rescanner.run_once():
@@ -33,7 +31,7 @@ def main(content: str, cache_dir: str, rounds: int = 5) -> None:
     walks, rescans = [], []
     for _ in range(rounds):
         started = time.perf_counter()
-        _walk(content)
+        walk(content)
         walks.append(time.perf_counter() - started)
         if rescanner.run_once():
             raise SystemExit("a no-change rescan published a new snapshot: the content changed")
