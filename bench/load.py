@@ -47,19 +47,16 @@ import os
 import random
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-GEN = ROOT / "tools" / "gen_corpus.py"
+from harness import ROOT, Sampler, children, ensure_corpus, free_port, http_get, memory_kib, server, table, wait_http
+
 FEED_ACCEPT = {
     "rss": "application/rss+xml, application/xml;q=0.9, */*;q=0.8",
     "atom": "application/atom+xml, application/xml;q=0.9, */*;q=0.8",
@@ -67,77 +64,6 @@ FEED_ACCEPT = {
     "html": "text/html, */*;q=0.5",
 }
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
-
-
-# ----------------------------------------------------------------------------- process and memory
-
-
-def rss_kib(pid: int) -> int | None:
-    """Resident set size of a process in KiB (VmRSS of /proc/<pid>/status), None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc/<pid>/task/*/children."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(x) for x in f.read().split())
-        except OSError:
-            continue
-    return sorted(set(found))
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-class MemoryMonitor(threading.Thread):
-    """Samples the RSS of the master and its workers once a second."""
-
-    def __init__(self, master: int):
-        super().__init__(name="rss-monitor", daemon=True)
-        self.master = master
-        self.samples: list[tuple[float, dict[int, int]]] = []
-        self.worker_sets: list[tuple[int, ...]] = []
-        self._halt = threading.Event()
-
-    def sample(self) -> dict[int, int]:
-        workers = tuple(children(self.master))
-        if not self.worker_sets or self.worker_sets[-1] != workers:
-            self.worker_sets.append(workers)
-        values = {}
-        for pid in (self.master, *workers):
-            kib = rss_kib(pid)
-            if kib is not None:
-                values[pid] = kib
-        self.samples.append((time.monotonic(), values))
-        return values
-
-    def run(self) -> None:
-        while not self._halt.wait(1.0):
-            self.sample()
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=5)
 
 
 # ----------------------------------------------------------------------------- checking documents
@@ -408,62 +334,15 @@ def warm_up(port: int, targets: list[tuple[str, str]], threads: int) -> float:
     return time.monotonic() - started
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url: str, timeout: float = 10) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def wait_healthy(base: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode} before it was healthy:\n"
-                             + log.read_text(errors="replace")[-3000:])
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"server not healthy within {timeout:.0f} s:\n" + log.read_text(errors="replace")[-3000:])
-
-
-def stop_server(proc: subprocess.Popen, workers: list[int]) -> None:
-    """SIGTERM the master (gunicorn stops its workers); SIGKILL it and the workers we saw if it hangs."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for pid in workers:  # only the pids of this server's workers, and only if they are still its children
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == proc.pid:
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
-
-
-def expected_status(content: Path, cache_file: Path | None) -> dict:
+def expected_status(content: Path, cache_dir: Path) -> dict:
     """What a fresh scan of the directory gives, in /status terms (the server's parse cache, copied,
     makes it fast: only files changed since the workers last saved it are parsed)."""
     sys.path.insert(0, str(ROOT))
+    from syndicator.config import Settings
     from syndicator.scan import Scanner
     from syndicator.snapshot import build_snapshot
 
+    cache_file = Settings(content=str(content), cache_dir=str(cache_dir)).cache_file
     with tempfile.TemporaryDirectory(prefix="load-cache-") as scratch:
         copy = None
         if cache_file is not None and cache_file.is_file():
@@ -479,7 +358,8 @@ def expected_status(content: Path, cache_file: Path | None) -> dict:
 
 
 def observed_status(base: str) -> dict:
-    status = get_json(base + "/status")
+    """What a worker's /status says, in the terms of expected_status."""
+    status = json.loads(http_get(base + "/status")[2])
     return {"items": status["items"], "topics": status["topics"],
             "problems": sorted(p["path"] for p in status["problems"])}
 
@@ -517,17 +397,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def table(rows: list[tuple[str, str]]) -> str:
-    width = max(len(k) for k, _ in rows)
-    value_width = max(len(v) for _, v in rows)
-    line = f"+-{'-' * width}-+-{'-' * value_width}-+"
-    out = [line]
-    for key, value in rows:
-        out.append(line if key == "--" else f"| {key:<{width}} | {value:>{value_width}} |")
-    out.append(line)
-    return "\n".join(out)
-
-
 # ----------------------------------------------------------------------------- main
 
 
@@ -556,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="syndicator-load-", dir=args.work))
     content, cache_dir, log = work / "content", work / "cache", work / "serve.log"
     print(f"load: generating {args.items:,} items / {args.topics:,} topics in {content}", flush=True)
-    subprocess.run([sys.executable, str(GEN), "--out", str(content), "--items", str(args.items), "--topics",
-                    str(args.topics), "--seed", str(args.seed)], check=True, stdout=subprocess.DEVNULL)
+    ensure_corpus(content, args.items, args.topics, "--seed", str(args.seed))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -567,110 +435,109 @@ def main(argv: list[str] | None = None) -> int:
            "--cache-dir", str(cache_dir), "--log-level", "WARNING"]
     print(f"load: {' '.join(cmd[1:])}", flush=True)
     started = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    monitor = MemoryMonitor(proc.pid)
-    seen_workers: set[int] = set()
     failures: list[str] = []
-    try:
-        wait_healthy(base, proc, log, args.startup_timeout)
-        # Every worker must be up (gunicorn forks them after the master's first scan).
-        deadline = time.monotonic() + 60
-        while len(children(proc.pid)) < args.workers and time.monotonic() < deadline:
-            time.sleep(0.1)
-        ready_seconds = time.monotonic() - started
-        status = get_json(base + "/status")
-        slugs = [t["slug"] for t in status["topics"]]
-        targets: list[tuple[str, str]] = [("/", "html")]
-        for slug in ["all", *slugs]:
-            for fmt in ("rss", "atom", "json"):
-                targets.append((f"/feeds/{slug}.{fmt}", fmt))
-        targets += [(f"/feeds/{rnd_slug}.{fmt}?limit=10", fmt)
-                    for rnd_slug in random.Random(args.seed).sample(slugs, min(5, len(slugs)))
-                    for fmt in ("rss", "atom", "json")]
-        # Popularity is skewed, as for real feeds: a few topics get most of the traffic (Zipf-like).
-        order = random.Random(args.seed).sample(range(len(targets)), len(targets))
-        weights = [0.0] * len(targets)
-        for rank, index in enumerate(order):
-            weights[index] = 1 / (rank + 1) ** 0.8
-        ready_rss = monitor.sample()
-        warm_seconds = warm_up(port, targets, args.clients)
-        seen_workers.update(children(proc.pid))
-        print(f"load: ready in {ready_seconds:.1f} s ({status['items']:,} items, {len(slugs):,} topics, "
-              f"{len(targets):,} URLs); master {proc.pid}, workers {children(proc.pid)}; "
-              f"running {args.seconds:.0f} s with {args.clients} clients", flush=True)
+    # gunicorn's graceful_timeout is 30 s: the group is killed only after the workers had theirs.
+    with server(cmd, log, cwd=ROOT, env=env, grace=35) as proc:
+        # RSS of the master and each worker (its direct children) in KiB, once a second during the load.
+        monitor = Sampler(lambda: memory_kib([proc.pid, *children(proc.pid)]), 1.0)
+        try:
+            wait_http(base + "/healthz", proc, log, args.startup_timeout)
+            # Every worker must be up (gunicorn forks them after the master's first scan).
+            deadline = time.monotonic() + 60
+            while len(children(proc.pid)) < args.workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            ready_seconds = time.monotonic() - started
+            status = json.loads(http_get(base + "/status")[2])
+            slugs = [t["slug"] for t in status["topics"]]
+            targets: list[tuple[str, str]] = [("/", "html")]
+            for slug in ["all", *slugs]:
+                for fmt in ("rss", "atom", "json"):
+                    targets.append((f"/feeds/{slug}.{fmt}", fmt))
+            targets += [(f"/feeds/{rnd_slug}.{fmt}?limit=10", fmt)
+                        for rnd_slug in random.Random(args.seed).sample(slugs, min(5, len(slugs)))
+                        for fmt in ("rss", "atom", "json")]
+            # Popularity is skewed, as for real feeds: a few topics get most of the traffic (Zipf-like).
+            order = random.Random(args.seed).sample(range(len(targets)), len(targets))
+            weights = [0.0] * len(targets)
+            for rank, index in enumerate(order):
+                weights[index] = 1 / (rank + 1) ** 0.8
+            ready_rss = monitor.sample()
+            warm_seconds = warm_up(port, targets, args.clients)
+            print(f"load: ready in {ready_seconds:.1f} s ({status['items']:,} items, {len(slugs):,} topics, "
+                  f"{len(targets):,} URLs); master {proc.pid}, workers {children(proc.pid)}; "
+                  f"running {args.seconds:.0f} s with {args.clients} clients", flush=True)
 
-        stop = threading.Event()
-        validator = Validator()
-        client_stats = [ClientStats() for _ in range(args.clients)]
-        writer_stats = WriterStats()
-        seen: dict = {}
-        threads = [threading.Thread(target=client_loop, name=f"client-{i}", daemon=True,
-                                    args=(port, targets, weights, stop, client_stats[i], validator, seen,
-                                          args.seed + i))
-                   for i in range(args.clients)]
-        writer = threading.Thread(target=writer_loop, name="writer", daemon=True,
-                                  args=(content, stop, writer_stats, args.seed))
-        monitor.start()
-        load_started = time.monotonic()
-        for t in threads:
-            t.start()
-        writer.start()
-        warm_rss: dict[int, int] | None = None
-        while (elapsed := time.monotonic() - load_started) < args.seconds:
-            if warm_rss is None and elapsed >= warmup:
-                warm_rss = monitor.sample()
-            if proc.poll() is not None:
-                failures.append(f"server exited with {proc.returncode} during the load")
-                break
-            time.sleep(0.2)
-        stop.set()
-        writer.join(timeout=10)
-        for t in threads:
-            t.join(timeout=40)
-        load_seconds = time.monotonic() - load_started
-        end_rss = monitor.sample()
-        monitor.stop()
-        for workers in monitor.worker_sets:
-            seen_workers.update(workers)
-        if warm_rss is None:
-            warm_rss = ready_rss
+            stop = threading.Event()
+            validator = Validator()
+            client_stats = [ClientStats() for _ in range(args.clients)]
+            writer_stats = WriterStats()
+            seen: dict = {}
+            threads = [threading.Thread(target=client_loop, name=f"client-{i}", daemon=True,
+                                        args=(port, targets, weights, stop, client_stats[i], validator, seen,
+                                              args.seed + i))
+                       for i in range(args.clients)]
+            writer = threading.Thread(target=writer_loop, name="writer", daemon=True,
+                                      args=(content, stop, writer_stats, args.seed))
+            monitor.start()
+            load_started = time.monotonic()
+            for t in threads:
+                t.start()
+            writer.start()
+            warm_rss: dict[int, int] | None = None
+            while (elapsed := time.monotonic() - load_started) < args.seconds:
+                if warm_rss is None and elapsed >= warmup:
+                    warm_rss = monitor.sample()
+                if proc.poll() is not None:
+                    failures.append(f"server exited with {proc.returncode} during the load")
+                    break
+                time.sleep(0.2)
+            stop.set()
+            writer.join(timeout=10)
+            for t in threads:
+                t.join(timeout=40)
+            load_seconds = time.monotonic() - load_started
+            end_rss = monitor.sample()
+            monitor.stop()
+            if warm_rss is None:
+                warm_rss = ready_rss
 
-        # Afterwards: every worker converges on exactly what is on disk.
-        settle_started = time.monotonic()
-        expected = expected_status(content, server_cache_file(content, cache_dir))
-        last = None
-        settled = False
-        deadline = time.monotonic() + args.settle_timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            views = [observed_status(base) for _ in range(4 * args.workers)]
-            last = views[-1]
-            if all(view == expected for view in views):
-                settled = True
-                break
-            time.sleep(0.5)
-        settle_seconds = time.monotonic() - settle_started
-    finally:
-        seen_workers.update(children(proc.pid))
-        stop_server(proc, sorted(seen_workers))
-        monitor.stop()
+            # Afterwards: every worker converges on exactly what is on disk.
+            settle_started = time.monotonic()
+            expected = expected_status(content, cache_dir)
+            last = None
+            settled = False
+            deadline = time.monotonic() + args.settle_timeout
+            while time.monotonic() < deadline and proc.poll() is None:
+                views = [observed_status(base) for _ in range(4 * args.workers)]
+                last = views[-1]
+                if all(view == expected for view in views):
+                    settled = True
+                    break
+                time.sleep(0.5)
+            settle_seconds = time.monotonic() - settle_started
+            monitor.sample()  # the workers still there at the end count as seen
+        finally:
+            monitor.stop()
+    # Each sample's processes other than the master: the worker sets, in the order they were seen.
+    worker_sets: list[tuple[int, ...]] = []
+    for sample in monitor.samples:
+        workers = tuple(sorted(pid for pid in sample if pid != proc.pid))
+        if not worker_sets or worker_sets[-1] != workers:
+            worker_sets.append(workers)
+    seen_workers = sorted({pid for workers in worker_sets for pid in workers})
 
     # ------------------------------------------------------------------ totals and checks
     total = ClientStats()
-    for s in client_stats:
-        total.requests += s.requests
-        total.status.update(s.status)
-        total.conditional.update(s.conditional)
-        total.gzip_responses += s.gzip_responses
-        total.malformed += s.malformed
-        total.etag_mismatch += s.etag_mismatch
-        total.errors.update(s.errors)
-        total.stale_retries += s.stale_retries
-        total.latencies.extend(s.latencies)
-        total.bytes += s.bytes
-        total.all_feed_tags |= s.all_feed_tags
-        for e in s.examples:
-            total.example(e)
+    for s in client_stats:  # counts add up, collections are joined
+        for name, value in vars(s).items():
+            mine = getattr(total, name)
+            if isinstance(mine, int):
+                setattr(total, name, mine + value)
+            elif isinstance(mine, list):
+                mine.extend(value)
+            else:  # a Counter adds, a set joins
+                mine.update(value)
+    del total.examples[5:]
     five_xx = sum(n for code, n in total.status.items() if code >= 500)
     other = sum(n for code, n in total.status.items() if code not in (200, 304) and code < 500)
     share_304 = total.status[304] / total.requests if total.requests else 0.0
@@ -691,17 +558,17 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"writer errors: {writer_stats.errors[:3]}")
     if sum(writer_stats.ops.values()) < max(1, int(args.seconds * 2)):
         failures.append(f"the writer made only {sum(writer_stats.ops.values())} changes")
-    if len(monitor.worker_sets) > 1 or len(seen_workers) != args.workers:
-        failures.append(f"workers were replaced during the run: {monitor.worker_sets}")
+    if len(worker_sets) > 1 or len(seen_workers) != args.workers:
+        failures.append(f"workers were replaced during the run: {worker_sets}")
     if not settled:
         failures.append(f"the service did not converge on the final content within {args.settle_timeout:.0f} s: "
                         f"expected items={expected['items']} problems={expected['problems'][:3]}, "
                         f"last seen items={last and last['items']} problems={last and last['problems'][:3]}")
     growth_rows = []
-    for pid in [proc.pid, *sorted(seen_workers)]:
+    for pid in [proc.pid, *seen_workers]:
         role = "master" if pid == proc.pid else "worker"
         start, end = warm_rss.get(pid), end_rss.get(pid)
-        peak = max((values.get(pid, 0) for _t, values in monitor.samples), default=0)
+        peak = max((sample.get(pid, 0) for sample in monitor.samples), default=0)
         growth_rows.append((f"RSS {role} {pid} MiB (ready / start / end / peak)",
                             f"{mib(ready_rss.get(pid))} / {mib(start)} / {mib(end)} / {mib(peak)}"))
         if start is not None and end is not None:
@@ -725,7 +592,6 @@ def main(argv: list[str] | None = None) -> int:
         ("ready after", f"{ready_seconds:.1f} s"),
         ("warm-up (every URL, both workers)", f"{warm_seconds:.1f} s"),
         ("load phase", f"{load_seconds:.1f} s"),
-        ("--", ""),
         ("requests", f"{total.requests:,}"),
         ("requests/s", f"{total.requests / load_seconds:,.1f}" if load_seconds else "-"),
         ("latency p50 / p99 / max", f"{percentile(total.latencies, 0.5) * 1000:,.1f} / "
@@ -743,17 +609,14 @@ def main(argv: list[str] | None = None) -> int:
         ("ETag mismatches", f"{total.etag_mismatch:,}"),
         ("distinct bodies validated", f"{validator.distinct:,}"),
         ("versions of /feeds/all.* seen", f"{len(total.all_feed_tags):,}"),
-        ("--", ""),
         ("writer operations", f"{sum(writer_stats.ops.values()):,} (" + ", ".join(
             f"{k} {v}" for k, v in sorted(writer_stats.ops.items())) + ")"),
         ("converged on final content", f"{'yes' if settled else 'NO'} after {settle_seconds:.1f} s"),
         ("errors in the server log", f"{sum(server_errors.values()):,}"),
-        ("--", ""),
         *growth_rows,
-        ("--", ""),
         ("result", "PASS" if not failures else "FAIL"),
     ]
-    print(table(rows), flush=True)
+    print(table(["load test", ""], rows, "lr"), flush=True)
     for failure in failures:
         print(f"FAIL: {failure}")
     for example in total.examples:
@@ -766,14 +629,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0
-
-
-def server_cache_file(content: Path, cache_dir: Path) -> Path | None:
-    """The parse cache file the server uses for `content` under `cache_dir` (config.Settings.cache_file)."""
-    sys.path.insert(0, str(ROOT))
-    from syndicator.config import Settings
-
-    return Settings(content=str(content), cache_dir=str(cache_dir)).cache_file
 
 
 if __name__ == "__main__":
