@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from .config import SETTINGS, ConfigError, Settings, load_settings
+from .config import SETTINGS, ConfigError, Settings, check_required, load_settings, settings_of
 
 log = logging.getLogger("syndicator")
 # Request threads per worker process, under either server: requests are short and answered from memory,
@@ -16,39 +16,44 @@ log = logging.getLogger("syndicator")
 THREADS = 4
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    by_name = {s.name: s for s in SETTINGS}
-    for name in names:
-        s = by_name[name]
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
-                            type=s.kind, metavar=s.kind.__name__.upper(),
-                            help=f"{s.help} (default: {s.default!r}; env SYNDICATOR_{name.upper()})")
+def _add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    for s in settings_of(command):
+        # Strings here: the settings table converts and checks every value the same way, from a flag, the
+        # environment or the config file, and its errors name the setting and the allowed values.
+        parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.metavar or s.kind.__name__.upper(),
+                            help=f"{s.help} (default: {s.default!r}; env {s.env})")
+    if any(command in s.required_by for s in SETTINGS):
+        # Required, but it may come from the environment or the config file: argparse cannot know, so
+        # the usage line says it and check_required enforces it.
+        usage = parser.format_usage().removeprefix("usage: ").strip()
+        for s in settings_of(command):
+            if command in s.required_by:
+                usage = usage.replace(f"[{s.flag} {s.metavar}]", f"{s.flag} {s.metavar}")
+        parser.usage = usage
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syndicator", description="Topic feeds from a content directory.")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve the feeds over HTTP (gunicorn or granian)")
-    _add_setting_flags(serve, ("content", "host", "port", "base_url", "site_url", "interval", "feed_limit",
-                               "title", "workers", "trusted_proxies", "hub_url", "max_file_bytes", "log_level",
-                               "cache_dir", "parse_workers", "fs_events", "server"))
-
-    check = sub.add_parser("check", help="list every problem in the content directory; exit 1 if any")
-    _add_setting_flags(check, ("content", "site_url", "max_file_bytes"))
-    check.add_argument("--format", choices=("text", "json"), default="text")
-
-    topics = sub.add_parser("topics", help="print slug, name and item count of every topic")
-    _add_setting_flags(topics, ("content", "site_url", "max_file_bytes"))
-
-    build = sub.add_parser("build", help="write every feed, page and OPML as static files (plus .gz)")
-    _add_setting_flags(build, ("content", "base_url", "site_url", "interval", "feed_limit", "title", "hub_url",
-                               "max_file_bytes", "log_level", "cache_dir", "parse_workers", "fs_events"))
-    build.add_argument("--out", required=True, help="output path: a symlink swapped atomically to each build")
-    build.add_argument("--watch", action="store_true", help="keep rebuilding after every change")
-
-    for p in (serve, check, topics, build):
-        p.add_argument("--config", default=None, help="YAML file of settings (env SYNDICATOR_CONFIG)")
+    helps = {
+        "serve": "serve the feeds over HTTP (gunicorn or granian)",
+        "check": "list every problem in the content directory; exit 1 if any",
+        "topics": "print slug, item count and name of every topic",
+        "build": "write every feed, page and OPML as static files (plus .gz)",
+    }
+    commands = {}
+    for command in ("serve", "check", "topics", "build"):
+        commands[command] = p = sub.add_parser(command, help=helps[command], description=helps[command])
+        p.add_argument("--config", default=None, metavar="FILE", help="YAML file of settings (env SYNDICATOR_CONFIG)")
+        if command == "check":
+            p.add_argument("--format", choices=("text", "json"), default="text",
+                           help="text: one 'PATH: reason' line per problem and a summary on stderr; json: one "
+                                "object with items, topics and problems (default: text)")
+        if command == "build":
+            p.add_argument("--out", required=True, metavar="PATH",
+                           help="output path: a symlink swapped atomically to each build")
+            p.add_argument("--watch", action="store_true", help="keep rebuilding after every change")
+        _add_setting_flags(p, command)
     return parser
 
 
@@ -82,10 +87,6 @@ def cmd_topics(settings: Settings) -> int:
 
 
 def cmd_serve(settings: Settings) -> int:
-    from .listing import ScanError
-
-    if not settings.content_path.is_dir():
-        raise ScanError(f"content directory {settings.content} does not exist or is not a directory")
     log.info("serving %s on http://%s:%d/ with %d %s workers", settings.content, settings.host, settings.port,
              settings.workers, settings.server)
     if settings.server == "granian":
@@ -201,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config, overrides=vars(args))
+        check_required(settings, args.command)
+        if not settings.content_path.is_dir():
+            raise ConfigError(f"content: directory {settings.content} does not exist or is not a directory "
+                              "(set by --content, SYNDICATOR_CONTENT or 'content:' in the config file)")
     except ConfigError as exc:
         print(f"syndicator: {exc}", file=sys.stderr)
         return 2

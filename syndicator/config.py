@@ -1,82 +1,138 @@
 """Settings: one table of every setting, read from defaults < YAML file < SYNDICATOR_* env < CLI flags.
 
-Nothing here runs at import time; callers build a `Settings` with `load_settings()`.
+The table is the `Settings` dataclass: each field is one setting, declared once with its default, help,
+check and the commands that take it; the CLI flags, the environment and file readers and the README's
+table derive from it. Nothing here runs at import time; callers build a `Settings` with `load_settings()`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "SYNDICATOR_"
+# SYNDICATOR_* variables that are not settings: the config file's path, and the test suite's switch that
+# refreshes the README's screenshots.
+OTHER_VARIABLES = frozenset({"CONFIG", "UPDATE_DOCS"})
+COMMANDS = ("serve", "build", "check", "topics")
+SERVERS = ("gunicorn", "granian")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# YAML 1.1's booleans (what PyYAML reads in the config file), for the environment and flags too.
+_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "n"})
 
 
 class ConfigError(ValueError):
     """A setting has a value we cannot use; the message names the setting and where it came from."""
 
 
+Check = Callable[[Any], Any]  # a value of the setting's kind -> the value to use; raises ValueError
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One row of the settings table (a field of `Settings`)."""
+
     name: str
     default: Any
-    kind: type
+    kind: type  #: str, int or bool
     help: str
-    flag: bool = True  # exposed as a CLI flag of `serve`/`build`
+    commands: tuple[str, ...]  #: the commands that take it as a flag
+    check: Check | None = None  #: validates (and may normalise) a value; its ValueError is the reason
+    required_by: tuple[str, ...] = ()  #: commands that refuse to run without it
+    metavar: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
 
 
-# The single source of truth for settings: the CLI, the env reader, the config file reader and the
-# README's table are all derived from this list.
-SETTINGS: tuple[Setting, ...] = (
-    Setting("content", "content", str, "content directory holding the *.md items and topics/*.yaml"),
-    Setting("host", "127.0.0.1", str, "address `serve` listens on"),
-    Setting("port", 8080, int, "port `serve` listens on"),
-    Setting("base_url", "", str, "public URL of the service (e.g. https://example.org/feeds-app); "
-            "wins over request headers for self links"),
-    Setting("site_url", "", str, "URL that relative links in the content (/assets/...) resolve against; "
-            "without it such links are dropped"),
-    Setting("interval", 60, int, "seconds between rescans of the content directory"),
-    Setting("feed_limit", 50, int, "newest items in each subscription feed"),
-    Setting("title", "syndicator", str, "site title shown in feeds and pages"),
-    Setting("workers", 2, int, "worker processes of `serve`"),
-    Setting("trusted_proxies", 0, int, "number of reverse proxies whose X-Forwarded-* headers are trusted"),
-    Setting("hub_url", "", str, "WebSub hub to advertise and ping after feeds change"),
-    Setting("max_file_bytes", 1_048_576, int, "largest item file read; larger files are reported"),
-    Setting("log_level", "INFO", str, "logging level (DEBUG, INFO, WARNING, ERROR)"),
-    Setting("cache_dir", "", str, "where the parse cache lives (default: $XDG_CACHE_HOME/syndicator or "
-            "~/.cache/syndicator); 'off' disables it"),
-    Setting("parse_workers", 0, int, "processes that parse files on a cold start (0: one per CPU core)"),
-    Setting("fs_events", 1, int, "1: rescan within a second of a change when filesystem events are available "
-            "(inotify via watchdog); 0: only every interval"),
-    Setting("server", "gunicorn", str, "HTTP server of `serve`: gunicorn, or granian (faster from memory; "
-            "pip install 'syndicator[granian]')"),
-)
-SERVERS = ("gunicorn", "granian")
-_BY_NAME = {s.name: s for s in SETTINGS}
-ENV_PREFIX = "SYNDICATOR_"
+def _setting(default: Any, help: str, *, commands: tuple[str, ...] = COMMANDS, check: Check | None = None,
+             required_by: tuple[str, ...] = (), metavar: str = "") -> Any:
+    return dataclasses.field(default=default, metadata={"setting": dict(
+        help=help, commands=commands, check=check, required_by=required_by, metavar=metavar)})
+
+
+def at_least(minimum: int, maximum: int | None = None) -> Check:
+    """A check that an integer lies in [minimum, maximum] (no upper bound when None)."""
+    def check(value: int) -> int:
+        if value < minimum or (maximum is not None and value > maximum):
+            allowed = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ValueError(f"must be {allowed}, got {value}")
+        return value
+    return check
+
+
+def one_of(*choices: str, upper: bool = False) -> Check:
+    """A check that a string is one of `choices` (compared case-insensitively)."""
+    def check(value: str) -> str:
+        text = value.upper() if upper else value.lower()
+        if text not in choices:
+            raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+        return text
+    return check
+
+
+def http_url(*, strip_slash: bool = True) -> Check:
+    """A check that a string is empty or an http(s) URL; links are built as base + "/feeds/...", so a
+    trailing slash is dropped unless the URL must be used exactly as given."""
+    def check(value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/") if strip_slash else value
+    return check
+
+
+SERVE = ("serve",)
+SERVE_BUILD = ("serve", "build")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting of one running service. Build with `load_settings()`."""
 
-    content: str = "content"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    base_url: str = ""
-    site_url: str = ""
-    interval: int = 60
-    feed_limit: int = 50
-    title: str = "syndicator"
-    workers: int = 2
-    trusted_proxies: int = 0
-    hub_url: str = ""
-    max_file_bytes: int = 1_048_576
-    log_level: str = "INFO"
-    cache_dir: str = ""
-    parse_workers: int = 0
-    fs_events: int = 1
-    server: str = "gunicorn"
+    content: str = _setting("content", "content directory holding the *.md items and topics/*.yaml",
+                            metavar="DIR")
+    host: str = _setting("127.0.0.1", "address `serve` listens on", commands=SERVE, metavar="HOST")
+    port: int = _setting(8080, "port `serve` listens on", commands=SERVE, check=at_least(1, 65535))
+    base_url: str = _setting("", "public URL of the service (e.g. https://example.org/feeds-app); "
+                             "wins over request headers for self links", commands=SERVE_BUILD,
+                             check=http_url(), required_by=("build",), metavar="URL")
+    site_url: str = _setting("", "URL that relative links in the content (/assets/...) resolve against; "
+                             "without it such links are dropped", check=http_url(), metavar="URL")
+    interval: int = _setting(60, "seconds between rescans of the content directory; also the feeds' max-age",
+                             commands=SERVE_BUILD, check=at_least(1), metavar="SECONDS")
+    feed_limit: int = _setting(50, "newest items in each subscription feed", commands=SERVE_BUILD,
+                               check=at_least(1))
+    title: str = _setting("syndicator", "site title shown in feeds and pages", commands=SERVE_BUILD)
+    workers: int = _setting(2, "worker processes of `serve`", commands=SERVE, check=at_least(1))
+    trusted_proxies: int = _setting(0, "number of reverse proxies whose X-Forwarded-* headers are trusted",
+                                    commands=SERVE, check=at_least(0))
+    hub_url: str = _setting("", "WebSub hub to advertise and ping after feeds change", commands=SERVE_BUILD,
+                            check=http_url(strip_slash=False), metavar="URL")
+    max_file_bytes: int = _setting(1_048_576, "largest item file read; larger files are reported",
+                                   check=at_least(1), metavar="BYTES")
+    log_level: str = _setting("INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", commands=SERVE_BUILD,
+                              check=one_of(*LOG_LEVELS, upper=True), metavar="LEVEL")
+    cache_dir: str = _setting("", "where the parse cache lives (default: $XDG_CACHE_HOME/syndicator or "
+                              "~/.cache/syndicator); 'off' disables it", commands=SERVE_BUILD, metavar="DIR")
+    parse_workers: int = _setting(0, "processes that parse files on a cold start (0: one per CPU core)",
+                                  commands=SERVE_BUILD, check=at_least(0))
+    fs_events: bool = _setting(True, "true: rescan within a second of a change when filesystem events are "
+                               "available (inotify via watchdog); false: only every interval",
+                               commands=SERVE_BUILD)
+    server: str = _setting("gunicorn", "HTTP server of `serve`: gunicorn, or granian (faster from memory; "
+                           "pip install 'syndicator[granian]')", commands=SERVE, check=one_of(*SERVERS))
 
     def __post_init__(self) -> None:
         # Links are built as base_url + "/feeds/...", so a trailing slash would double up.
@@ -104,39 +160,48 @@ class Settings:
         return self.parse_workers or os.cpu_count() or 1
 
 
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(name=f.name, default=f.default, kind=type(f.default), **f.metadata["setting"])
+    for f in dataclasses.fields(Settings))
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def settings_of(command: str) -> tuple[Setting, ...]:
+    """The settings `command` takes as flags, in table order."""
+    return tuple(s for s in SETTINGS if command in s.commands)
+
 
 def _coerce(name: str, value: Any, source: str) -> Any:
+    """`value` (from a file, the environment or a flag) as the setting's kind, checked by its row."""
     setting = _BY_NAME[name]
-    if setting.kind is int:
+    if setting.kind is bool:
+        if isinstance(value, bool):
+            result: Any = value
+        elif isinstance(value, int) and value in (0, 1):
+            result = bool(value)
+        elif isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            result = value.strip().lower() in _TRUE
+        else:
+            raise ConfigError(f"{source}: {name} must be true or false (or yes/no, on/off, 1/0), got {value!r}")
+    elif setting.kind is int:
         if isinstance(value, bool):
             raise ConfigError(f"{source}: {name} must be an integer, got {value!r}")
         try:
-            number = int(value)
+            result = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: {name} must be an integer, got {value!r}") from None
-        minimum = 1 if name in {"interval", "feed_limit", "workers", "max_file_bytes", "port"} else 0
-        if number < minimum or (name == "port" and number > 65535):
-            raise ConfigError(f"{source}: {name} is out of range: {number}")
-        return number
-    if value is None:
-        return ""
-    if not isinstance(value, str | int | float):
-        raise ConfigError(f"{source}: {name} must be a string, got {type(value).__name__}")
-    text = str(value).strip()
-    if name in {"base_url", "site_url", "hub_url"} and text:
-        if not text.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: {name} must be an http(s) URL, got {text!r}")
-        if name != "hub_url":  # a hub's URL is used exactly as given
-            text = text.rstrip("/")
-    if name == "server":
-        text = text.lower()
-        if text not in SERVERS:
-            raise ConfigError(f"{source}: server must be {' or '.join(SERVERS)}, got {value!r}")
-    if name == "log_level":
-        text = text.upper()
-        if text not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"{source}: log_level must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
-    return text
+    else:
+        if value is None:
+            value = ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{source}: {name} must be a string, got {type(value).__name__}")
+        result = str(value).strip()
+    if setting.check is not None:
+        try:
+            result = setting.check(result)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {name} {exc}") from None
+    return result
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -159,6 +224,12 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {k: _coerce(k, v, f"config file {path}") for k, v in data.items()}
 
 
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """SYNDICATOR_* variables that name no setting (a misspelt one is otherwise silently ignored)."""
+    known = {s.env for s in SETTINGS} | {ENV_PREFIX + name for name in OTHER_VARIABLES}
+    return sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+
+
 def load_settings(
     config_file: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -167,20 +238,24 @@ def load_settings(
     """Merge defaults, the config file, SYNDICATOR_* variables and explicit overrides (CLI flags).
 
     `config_file` may also come from SYNDICATOR_CONFIG. `overrides` with value None are ignored,
-    so argparse namespaces can be passed through unchanged.
+    so argparse namespaces can be passed through unchanged. Unknown SYNDICATOR_* variables are logged
+    as warnings.
     """
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     if config_file:
         values.update(read_config_file(config_file))
-    for name in _BY_NAME:
-        raw = env.get(ENV_PREFIX + name.upper())
+    for name in unknown_variables(env):
+        log.warning("environment %s is not a setting and is ignored; settings: %s", name,
+                    ", ".join(s.env for s in SETTINGS))
+    for setting in SETTINGS:
+        raw = env.get(setting.env)
         if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, f"environment {ENV_PREFIX}{name.upper()}")
+            values[setting.name] = _coerce(setting.name, raw, f"environment {setting.env}")
     for name, value in (overrides or {}).items():
         if value is not None and name in _BY_NAME:
-            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+            values[name] = _coerce(name, value, _BY_NAME[name].flag)
     settings = Settings(**values)
     check_settings(settings)
     return settings
@@ -190,3 +265,11 @@ def check_settings(settings: Settings) -> None:
     """Checks that involve more than one setting."""
     if settings.hub_url and not settings.base_url:
         raise ConfigError("hub_url needs base_url: the hub must be told the feeds' public URLs")
+
+
+def check_required(settings: Settings, command: str) -> None:
+    """The settings `command` cannot run without, named with every way to give them."""
+    for setting in SETTINGS:
+        if command in setting.required_by and not getattr(settings, setting.name):
+            raise ConfigError(f"{command} needs {setting.name}: give {setting.flag}, {setting.env} or "
+                              f"'{setting.name}:' in the config file")

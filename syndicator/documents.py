@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import NamedTuple
 
 from . import feeds
+from .config import Settings
 from .model import Item
 from .snapshot import Snapshot, Topic
 
@@ -42,6 +43,12 @@ class Site:
     hub_url: str = ""
     feed_limit: int = 50
     interval: int = 60
+
+    @classmethod
+    def of(cls, settings: Settings, base_url: str | None = None) -> Site:
+        """The site that `settings` describe, at `base_url` (default: the configured base_url)."""
+        return cls(settings.base_url if base_url is None else base_url, settings.title, settings.hub_url,
+                   settings.feed_limit, settings.interval)
 
     def feed_url(self, slug: str, fmt: str, page: int | None = None) -> str:
         if page is None:

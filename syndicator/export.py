@@ -173,7 +173,7 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
     number = int(gens[-1].name.rsplit("-", 1)[1]) + 1 if gens else 1
     target = out.parent / f".{out.name}.gen-{number:06d}"
     target.mkdir()  # fails rather than ever writing into an existing tree
-    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
+    site = documents.Site.of(settings)
 
     manifest: dict[str, str] = {}
     written = unchanged = 0
@@ -231,7 +231,7 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
     if not settings.base_url:
         raise ExportError("a static export needs --base-url: feeds carry absolute self links")
     publisher = Publisher()
-    site = documents.Site(settings.base_url, settings.title, settings.hub_url, settings.feed_limit, settings.interval)
+    site = documents.Site.of(settings)
     pinger = None
     if settings.hub_url:
         from .websub import Pinger

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, SYNDICATOR, parse, serve
+from helpers import ROOT, SYNDICATOR, parse, serve
 
 from syndicator.config import ConfigError, load_settings
 
@@ -90,10 +90,73 @@ def test_readme_documents_every_setting():
         assert f"| `{s.name}` | `--{s.name.replace('_', '-')}` | `SYNDICATOR_{s.name.upper()}` |" in readme, s.name
 
 
-def test_settings_dataclass_agrees_with_the_settings_table():
-    import dataclasses
+def test_each_command_offers_exactly_the_flags_its_settings_rows_name():
+    from syndicator.config import SETTINGS
 
-    from syndicator.config import SETTINGS, Settings
+    for command in ("serve", "build", "check", "topics"):
+        usage = run(command, "--help").stdout
+        offered = {s.name for s in SETTINGS if s.flag + " " in usage}
+        assert offered == {s.name for s in SETTINGS if command in s.commands}, command
 
-    fields = {f.name: f.default for f in dataclasses.fields(Settings)}
-    assert fields == {s.name: s.default for s in SETTINGS}
+
+def test_help_says_what_the_commands_print_and_which_flags_are_required():
+    assert "slug, item count and name" in run("--help").stdout
+    check = run("check", "--help").stdout
+    assert "--format {text,json}" in check and "one 'PATH: reason' line per problem" in check
+    build = " ".join(run("build", "--help").stdout.split())
+    assert "--base-url URL " in build and "[--base-url URL]" not in build
+    missing = run("build", "--content", str(ROOT / "content"), "--out", "/nonexistent/x", env=_env())
+    assert missing.returncode == 2
+    assert "build needs base_url: give --base-url, SYNDICATOR_BASE_URL or 'base_url:'" in missing.stderr
+
+
+def _env(**variables):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNDICATOR_")}
+    return {**env, **variables}
+
+
+def test_booleans_are_yaml_booleans_everywhere(tmp_path):
+    config = tmp_path / "syndicator.yaml"
+    for written, expected in (("true", True), ("false", False), ("yes", True), ("off", False), ("1", True)):
+        config.write_text(f"fs_events: {written}\n")
+        assert load_settings(str(config), env={}).fs_events is expected, written
+        assert load_settings(env={"SYNDICATOR_FS_EVENTS": written}).fs_events is expected, written
+        assert load_settings(env={}, overrides={"fs_events": written}).fs_events is expected, written
+    for wrong in ("2", "maybe"):
+        with pytest.raises(ConfigError, match=f"--fs-events: fs_events must be true or false.*got '{wrong}'"):
+            load_settings(env={}, overrides={"fs_events": wrong})
+    config.write_text("fs_events: 2\n")
+    with pytest.raises(ConfigError, match="fs_events must be true or false"):
+        load_settings(str(config), env={})
+    result = run("serve", "--fs-events", "2", "--port", "1", env=_env())
+    assert result.returncode == 2 and "fs_events must be true or false" in result.stderr
+
+
+def test_range_errors_name_the_allowed_range():
+    with pytest.raises(ConfigError, match=r"^--interval: interval must be at least 1, got -5$"):
+        load_settings(env={}, overrides={"interval": "-5"})
+    with pytest.raises(ConfigError, match=r"^environment SYNDICATOR_PORT: port must be from 1 to 65535, got 70000$"):
+        load_settings(env={"SYNDICATOR_PORT": "70000"})
+    with pytest.raises(ConfigError, match=r"server must be gunicorn or granian, got 'uwsgi'"):
+        load_settings(env={"SYNDICATOR_SERVER": "uwsgi"})
+    with pytest.raises(ConfigError, match=r"log_level must be DEBUG, INFO, WARNING or ERROR, got 'LOUD'"):
+        load_settings(env={"SYNDICATOR_LOG_LEVEL": "LOUD"})
+
+
+def test_a_misspelt_variable_is_warned_about(caplog):
+    settings = load_settings(env={"SYNDICATOR_PROT": "9000", "SYNDICATOR_CONFIG": "", "SYNDICATOR_UPDATE_DOCS": "1"})
+    assert settings.port == 8080
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith("environment SYNDICATOR_PROT is not a setting and is ignored")
+    result = run("check", "--content", str(ROOT / "content"), env=_env(SYNDICATOR_PROT="9000"))
+    assert "SYNDICATOR_PROT is not a setting" in result.stderr
+
+
+def test_a_missing_content_directory_names_the_setting(tmp_path):
+    for command in ("check", "topics", "serve"):
+        result = run(command, "--content", str(tmp_path / "nope"), env=_env())
+        assert result.returncode == 2, command
+        assert f"content: directory {tmp_path / 'nope'} does not exist" in result.stderr, command
+        assert "--content, SYNDICATOR_CONTENT or 'content:'" in result.stderr, command

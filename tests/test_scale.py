@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SYNDICATOR, bump_mtime, generate, poll, write_item
+from helpers import SYNDICATOR, bump_mtime, generate, poll, write_item
 
 from syndicator.config import Settings
 from syndicator.documents import FeedKey
@@ -112,7 +112,7 @@ def test_a_fork_waits_for_a_cache_write_in_progress(corpus, tmp_path):
 def test_serve_writes_its_cold_start_cache_before_forking_and_restarts_warm(tmp_path):
     """`serve` writes the parse cache of its cold start before gunicorn forks the workers (so they share
     the pages pickling touched), and a restart, even right after, parses nothing."""
-    from conftest import serve
+    from helpers import serve
 
     corpus = generate(tmp_path / "c", items=600, topics=8)
     cache_dir = tmp_path / "cache"
@@ -165,7 +165,7 @@ def test_gunicorn_conf_workers_write_a_pending_cache_when_stopped(tmp_path):
     nothing."""
     import sys
 
-    from conftest import ROOT, free_port, stop, wait_http
+    from helpers import ROOT, free_port, stop, wait_http
 
     from syndicator.scan import Scanner
 
@@ -477,7 +477,7 @@ def test_rebuild_swaps_atomically_and_keeps_unchanged_files(corpus, tmp_path):
 def test_export_needs_base_url_and_will_not_clobber_a_directory(corpus, tmp_path):
     result = subprocess.run([*SYNDICATOR, "build", "--content", str(corpus), "--out", str(tmp_path / "x")],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "needs --base-url" in result.stderr
+    assert result.returncode == 2 and "build needs base_url: give --base-url, SYNDICATOR_BASE_URL" in result.stderr
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "precious.txt").write_text("keep me")
     result = build(corpus, tmp_path / "real")
