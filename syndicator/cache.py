@@ -39,7 +39,7 @@ _RUN = 8  # tuples and dicts of at least this many results are stored as one arr
 
 def _reference(position: dict[int, int], obj: Any) -> Any:
     """The tail's persistent id of `obj`: a result's position, or for a tuple (or dict) of results, their
-    positions as one array. Unpickling a reference per item cost ~0.8 µs (a call each); an array of
+    positions as one array: a reference per item costs a Python call each when unpickled, an array of
     100k positions is turned back into results in a few milliseconds."""
     kind = type(obj)
     if kind in _STORED:
@@ -61,9 +61,8 @@ def _load_reference(results: list[Any], reference: Any) -> Any:
     if reference[0] == "tuple":
         positions = array.array("q")
         positions.frombytes(reference[1])
-        # One C call per tuple; map() over __getitem__ was 30-40% slower for the snapshot's 372k positions
-        # (~0.07 s of a 100k-item warm start). Stored tuples have at least _RUN > 1 positions, so
-        # itemgetter returns a tuple, never a single item.
+        # One C call per tuple (faster than map over __getitem__). Stored tuples have at least _RUN > 1
+        # positions, so itemgetter returns a tuple, never a single item.
         return operator.itemgetter(*positions)(results)
     return _StoredDict(results, reference[1], reference[2])
 

@@ -2,13 +2,13 @@
 
 A 100k-item snapshot is millions of small objects. CPython's collector runs whenever allocations
 outnumber frees by a threshold, and each full collection walks every tracked object: loading a parse
-cache or a scan's results triggered dozens of full collections (measured: cache load 7-10 s with the
-collector on, 2.2 s with it paused). Our model objects are immutable trees without reference cycles,
-so reference counting frees them; the cyclic collector has nothing to find in them. What a paused
-block keeps is frozen (moved out of the collector's sight), so later collections, per request, skip it,
-and forked workers do not copy pages just to update collector bookkeeping. Cycles that died during a
-pause are collected before freezing, except after bulk work (start-up, a full rebuild), where a cycle
-that died on another thread during the pause is never collected: rare, and small.
+cache or a scan's results triggered dozens of full collections (docs/design.md has the figures). Our
+model objects are immutable trees without reference cycles, so reference counting frees them; the cyclic
+collector has nothing to find in them. What a paused block keeps is frozen (moved out of the collector's
+sight), so later collections, per request, skip it, and forked workers do not copy pages just to update
+collector bookkeeping. Cycles that died during a pause are collected before freezing, except after bulk
+work (start-up, a full rebuild), where a cycle that died on another thread during the pause is never
+collected: rare, and small.
 """
 
 from __future__ import annotations

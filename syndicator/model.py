@@ -23,7 +23,8 @@ class Provider(NamedTuple):
     name: str
     domain: str = ""
 
-    __reduce__ = _rebuilt
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
 
 
 class Image(NamedTuple):
@@ -32,7 +33,8 @@ class Image(NamedTuple):
     height: int | None = None
     title: str = ""
 
-    __reduce__ = _rebuilt
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
 
     @property
     def mime_type(self) -> str:
@@ -46,7 +48,8 @@ class Related(NamedTuple):
     published: dt.datetime | None = None
     provider: str = ""
 
-    __reduce__ = _rebuilt
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
 
 
 class Item(NamedTuple):
@@ -66,7 +69,8 @@ class Item(NamedTuple):
     body_html: str = ""
     draft: bool = False
 
-    __reduce__ = _rebuilt
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
 
 
 @dataclass(frozen=True)

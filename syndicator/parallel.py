@@ -51,8 +51,8 @@ def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, worke
     """func(state, task) for each task, in order, computed by this process and `workers - 1` forked ones.
 
     This process computes too, taking the next task whenever the others have enough queued: the split
-    follows each side's actual speed, and this side's results never cross a pipe (pickling a result and
-    unpickling it here cost ~10% of parsing it; with every core parsing, that was pure loss)."""
+    follows each side's actual speed, and this side's results never cross a pipe (a round trip through
+    pickle costs a tenth of what parsing does)."""
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:
         yield from (func(state, task) for task in tasks)

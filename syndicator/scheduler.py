@@ -119,11 +119,10 @@ class Rescanner:
     def start(self, slot: int = 0) -> None:
         """Rescan every `interval` seconds (APScheduler) and, with fs_events, soon after any change.
 
-        `slot` (the server's count of workers started before this one) staggers the processes of one
-        server: worker k of n first rescans (k+1)/n of an interval after the scan its snapshot comes from,
-        so their walks of the content directory do not compete for the same cores and disk (measured at
-        100k files: two walks at once took 1.0 s each, one alone 0.6 s), and a worker forked right after
-        that scan does not walk 100k files again while it starts serving. A replacement worker, or one
+        `slot` (the server's count of workers started before this one) staggers the processes of one server:
+        worker k of n first rescans (k+1)/n of an interval after the scan its snapshot comes from, so their
+        walks of the content directory do not compete for the same cores and disk, and a worker forked right
+        after that scan does not walk 100k files again while it starts serving. A replacement worker, or one
         without a snapshot, rescans at once to catch up (replacements may then walk at the same time)."""
         from apscheduler.schedulers.background import BackgroundScheduler
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import SEED, generate
+from helpers import SEED, generate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 import yaml
-from conftest import generate
+from helpers import generate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from helpers import (
     ROOT,
     SYNDICATOR,
     bump_mtime,

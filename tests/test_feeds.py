@@ -6,7 +6,7 @@ import datetime as dt
 import html
 
 import pytest
-from conftest import SEED, parse
+from helpers import SEED, parse
 
 from syndicator import feeds
 from syndicator.documents import Site, feed_document

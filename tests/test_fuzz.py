@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_fuzzing_the_front_matter_reader_finds_no_crash(tmp_path):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
+from helpers import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
 
 from syndicator.config import ConfigError, Settings, load_settings
 from syndicator.scan import Scanner
@@ -105,7 +105,7 @@ def test_hup_replaces_the_workers_which_catch_up_and_term_stops_cleanly(corpus, 
     """What deploy/syndicator.service does to the main process, under either server: HUP brings up fresh
     workers (forked with the main process's snapshot; as replacements they rescan at once, not at their
     turn), which serve the current content; TERM then stops everything with exit status 0."""
-    from conftest import free_port, stop, wait_http
+    from helpers import free_port, stop, wait_http
 
     port = free_port()
     base, log = f"http://127.0.0.1:{port}", tmp_path / "serve.log"
@@ -132,7 +132,7 @@ def test_a_stop_while_the_workers_start_ends_every_process(tmp_path):
     """TERM right after granian forks its workers, while they start (load the app, start their rescans):
     the main process exits and no worker is left running. Before, a worker inherited the main's signal
     handlers and ignored the stop, and the main waited for it for ever."""
-    from conftest import free_port, stop
+    from helpers import free_port, stop
 
     log = tmp_path / "serve.log"
     proc = _start(log, "--content", str(ROOT / "content"), "--server", "granian", "--port", str(free_port()),

@@ -7,7 +7,7 @@ import urllib.request
 from email.utils import parsedate_to_datetime
 
 import pytest
-from conftest import parse, serve
+from helpers import parse, serve
 
 from syndicator.scan import Scanner
 from syndicator.snapshot import Publisher, build_snapshot

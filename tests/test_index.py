@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from conftest import SEED, bump_mtime, generate, write_item
+from helpers import SEED, bump_mtime, generate, write_item
 
 from syndicator.documents import Site, feed_document
 from syndicator.model import Problem

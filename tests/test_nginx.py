@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, free_port, parse, serve, stop, wait_http
+from helpers import ROOT, free_port, parse, serve, stop, wait_http
 
 SITE = ROOT / "deploy" / "nginx-proxy.conf"
 PREFIX = "/news"  # the location deploy/nginx-proxy.conf serves the app under

@@ -25,7 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SYNDICATOR, free_port, parse, write_item
+from helpers import ROOT, SYNDICATOR, free_port, parse, write_item
 from test_nginx import Reply, adapt, fetch, nginx_running
 
 from syndicator.config import Settings

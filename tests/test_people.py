@@ -10,7 +10,7 @@ import subprocess
 
 import jsonfeed
 import pytest
-from conftest import parse, serve, write_item
+from helpers import parse, serve, write_item
 from lxml import etree
 
 from syndicator.scan import Scanner
@@ -20,8 +20,7 @@ from syndicator.web import app_state
 NEWSBOAT = shutil.which("newsboat")
 
 
-def test_opml_lists_every_topic_feed(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_opml_lists_every_topic_feed(client):
     response = client.get("/topics.opml")
     assert response.headers["Content-Type"] == "text/x-opml; charset=utf-8"
     root = etree.fromstring(response.data)
@@ -62,8 +61,7 @@ def test_newsboat_imports_the_opml_and_reads_every_feed(corpus, tmp_path):
     assert reloaded.stdout.strip() == f"{len(distinct)} unread articles"
 
 
-def test_json_feed_read_by_an_independent_library(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_json_feed_read_by_an_independent_library(client):
     response = client.get("/feeds/azure.json")
     assert response.headers["Content-Type"] == "application/feed+json; charset=utf-8"
     feed = jsonfeed.Feed.parse_string(response.get_data(as_text=True))
@@ -95,8 +93,7 @@ def test_pages_escape_hostile_text(tmp_path, make_app):
         assert "&lt;script&gt;" in html or "&lt;b&gt;Topic&lt;/b&gt;" in html
 
 
-def test_pages_have_landmarks_alt_text_and_no_third_party_assets(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_pages_have_landmarks_alt_text_and_no_third_party_assets(client):
     for path in ("/", "/topics/azure/"):
         response = client.get(path)
         doc = etree.HTML(response.data)

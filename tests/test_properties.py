@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 import yaml
-from conftest import parse
+from helpers import parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -7,12 +7,7 @@ import http.client
 import os
 
 import pytest
-from conftest import parse, serve, write_item
-
-
-@pytest.fixture
-def client(corpus, make_app):
-    return make_app(corpus).test_client()
+from helpers import parse, serve, write_item
 
 
 @pytest.mark.parametrize("path", [
@@ -108,8 +103,7 @@ def test_script_and_javascript_urls_never_execute_or_reach_feeds_unescaped(tmp_p
         assert all(href.startswith("https://") for href in tree.xpath("//@href | //@src"))
 
 
-def test_metrics_count_requests_and_report_the_scan(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_metrics_count_requests_and_report_the_scan(client):
     client.get("/feeds/azure.rss")
     etag = client.get("/feeds/azure.rss").headers["ETag"]
     client.get("/feeds/azure.rss", headers={"If-None-Match": etag})

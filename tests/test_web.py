@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import bump_mtime, parse, poll, write_item
+from helpers import bump_mtime, parse, poll, write_item
 
 from syndicator.config import Settings
 from syndicator.scheduler import Rescanner
@@ -19,8 +19,7 @@ def all_feeds(client, slugs):
     return {(slug, fmt): client.get(f"/feeds/{slug}.{fmt}").data for slug in slugs for fmt in ("rss", "atom")}
 
 
-def test_every_topic_has_feeds_with_exact_types(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_every_topic_has_feeds_with_exact_types(client):
     status = client.get("/status").get_json()
     slugs = [t["slug"] for t in status["topics"]]
     assert len(slugs) == 8 and status["items"] == 60
@@ -36,16 +35,14 @@ def test_every_topic_has_feeds_with_exact_types(corpus, make_app):
                 assert len(parsed.entries) == min(expected, 50)
 
 
-def test_unknown_topic_is_a_404_that_names_it(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_unknown_topic_is_a_404_that_names_it(client):
     response = client.get("/feeds/no-such-topic.rss")
     assert response.status_code == 404 and b"no-such-topic" in response.data
     assert client.get("/feeds/azure.xml").status_code == 404
     assert client.get("/topics/no-such-topic/").status_code == 404
 
 
-def test_index_lists_topics_with_autodiscovery(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_index_lists_topics_with_autodiscovery(client):
     html = client.get("/").get_data(as_text=True)
     assert '<link rel="alternate" type="application/rss+xml"' in html
     assert 'href="http://localhost/feeds/azure.atom"' in html and "Azure" in html
@@ -160,8 +157,7 @@ def test_real_scheduler_picks_up_a_new_file(corpus):
         rescanner.stop()
 
 
-def test_limit_query_parameter_is_validated(corpus, make_app):
-    client = make_app(corpus).test_client()
+def test_limit_query_parameter_is_validated(client):
     assert len(parse(client.get("/feeds/all.rss?limit=3").data).entries) == 3
     bad = client.get("/feeds/all.rss?limit=abc")
     assert bad.status_code == 400 and b"limit must be a whole number from 1 to 50" in bad.data

@@ -7,7 +7,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import bump_mtime, parse, write_item
+from helpers import bump_mtime, parse, write_item
 
 from syndicator.web import app_state
 
