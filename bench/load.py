@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -309,28 +310,18 @@ def warm_up(port: int, targets: list[tuple[str, str]], threads: int) -> float:
     """Fetch every URL a few times, each on a new connection, so that every worker has rendered every
     document before the 'start' RSS is taken (documents are rendered lazily, once per worker)."""
     started = time.monotonic()
-    queue = [url for url, _kind in targets for _ in range(4)]
-    lock = threading.Lock()
 
-    def run() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                url = queue.pop()
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("GET", url, headers={"Connection": "close", "Accept-Encoding": "gzip"})
-                conn.getresponse().read()
-                conn.close()
-            except (OSError, http.client.HTTPException):
-                pass  # the load phase counts errors; this only warms caches
+    def fetch(url: str) -> None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", url, headers={"Connection": "close", "Accept-Encoding": "gzip"})
+            conn.getresponse().read()
+            conn.close()
+        except (OSError, http.client.HTTPException):
+            pass  # the load phase counts errors; this only warms caches
 
-    workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fetch, [url for url, _kind in targets for _ in range(4)]))
     return time.monotonic() - started
 
 

@@ -187,9 +187,11 @@ def started(cmd: Sequence[str], log: Path, url: str, deadline: float, env: dict[
         sampler = Sampler(lambda: sum(memory_kib(process_tree(proc.pid), "Pss").values()), 0.5)
         if pss:
             sampler.start()
-        healthy = wait_http(url, proc, log, deadline, fatal=FATAL)
-        idle = healthy + wait_idle(proc.pid, deadline)
-        sampler.stop()
+        try:
+            healthy = wait_http(url, proc, log, deadline, fatal=FATAL)
+            idle = healthy + wait_idle(proc.pid, deadline)
+        finally:
+            sampler.stop()
         yield Started(proc, healthy, idle, max([*sampler.samples, sampler.sample()]) / 1024 if pss else 0.0)
 
 
@@ -339,7 +341,7 @@ def syndicator_serve(ctx: Context) -> None:
         tree = process_tree(cold.proc.pid)
         rss, peak = memory_kib(tree, "VmRSS"), memory_kib(tree, "VmHWM")
         ctx.record("serve.main.cold", cold.healthy, "s", f"all workers done after ~{cold.idle:.0f} s, CPU "
-                   f"{cpu_seconds(process_tree(cold.proc.pid), reaped=True):.0f} s")
+                   f"{cpu_seconds(tree, reaped=True):.0f} s")
         ctx.record("serve.main.rss", sum(peak.values()) / 1024, "MB",
                    f"sum of peak RSS of {len(tree)} processes (gunicorn master + workers; shared pages "
                    f"counted in each); now {sum(rss.values()) / 1024:,.0f} MB RSS, "
