@@ -2,6 +2,5 @@
 # Set up a virtualenv and serve the bundled content/ on http://127.0.0.1:8080/. Extra arguments go to `serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet .
+scripts/install.sh .
 exec .venv/bin/syndicator serve "$@"

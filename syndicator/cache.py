@@ -191,7 +191,7 @@ class ParseCache:
             results += loaded
             rows += part
         tail_reader = pickle.Unpickler(stream)
-        tail_reader.persistent_load = functools.partial(_load_reference, results)
+        tail_reader.persistent_load = functools.partial(_load_reference, results)  # type: ignore[method-assign]
         tail = tail_reader.load()
         log.info("parse cache %s: %d files", self.path, len(rows))
         return {"entries": StoredEntries(rows, results, tail["last_good"]),
@@ -214,7 +214,7 @@ class ParseCache:
                 if isinstance(result, _STORED):
                     position[id(result)] = index
                 index += 1
-        tail = {name: state[name] for name in ("listing", "last", "snapshot") if name in state}
+        tail: dict[str, Any] = {name: state[name] for name in ("listing", "last", "snapshot") if name in state}
         tail["last_good"] = {rel: e.last_good for rel, e in entries.items()
                              if e.last_good is not _default_last_good(e.result)}
         started = time.perf_counter()
@@ -228,7 +228,8 @@ class ParseCache:
                     for _, blob in parts:
                         f.write(blob)
                     tail_writer = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
-                    tail_writer.persistent_id = functools.partial(_reference, position)
+                    tail_writer.persistent_id = functools.partial(  # type: ignore[method-assign]
+                        _reference, position)
                     tail_writer.dump(tail)
                 os.replace(tmp, self.path)
                 log.info("parse cache %s written: %d files in %.2f s", self.path, len(entries),

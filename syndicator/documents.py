@@ -254,7 +254,7 @@ def carry_over(new: Snapshot, old: Snapshot | None) -> int:
         else:
             topic = new.topics.get(slug)
             # An empty topic's feed dates come from the site's newest item, so that must hold too.
-            unchanged = topic is not None and topic is old.topics.get(slug) and (topic.items or same_newest)
+            unchanged = topic is not None and bool(topic.items or same_newest) and topic is old.topics.get(slug)
         if unchanged:
             new.memo[key] = doc
             reused += 1

@@ -44,7 +44,9 @@ class ExportResult:
 def feed_files(snapshot: Snapshot, site: documents.Site, slug: str) -> Iterator[tuple[str, bytes]]:
     """Every feed document of one topic (all formats, subscription and archives) as (path, bytes)."""
     for fmt in feeds.FORMATS:
-        yield f"feeds/{slug}.{fmt}", documents.feed_document(snapshot, site, slug, fmt).body
+        current = documents.feed_document(snapshot, site, slug, fmt)
+        assert current is not None, f"{slug} is a topic of the snapshot"
+        yield f"feeds/{slug}.{fmt}", current.body
         page = 1
         while (doc := documents.feed_document(snapshot, site, slug, fmt, page)) is not None:
             yield f"feeds/{slug}/archive/{page}.{fmt}", doc.body
@@ -74,20 +76,20 @@ class _Target:
         digest = hashlib.sha256(body).hexdigest()
         dest = self.directory / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        known = self.previous is not None and rel in self.old_manifest
-        if known and self.old_manifest[rel] == digest:
+        previous = self.previous if self.previous is not None and rel in self.old_manifest else None
+        if previous is not None and self.old_manifest[rel] == digest:
             try:
-                os.link(self.previous / rel, dest)  # same bytes: same inode, same mtime
+                os.link(previous / rel, dest)  # same bytes: same inode, same mtime
                 return digest, False
             except OSError:
                 pass  # previous generation pruned or on another filesystem: write it anew
         with open(dest, "wb") as f:
             f.write(body)
-        if known:
+        if previous is not None:
             # nginx's ETag is mtime (whole seconds) + size: a changed file must get a later second than
             # its old version, or a same-size change within a second would keep the old ETag.
             try:
-                before = (self.previous / rel).stat().st_mtime
+                before = (previous / rel).stat().st_mtime
                 if int(self.now) <= int(before):
                     os.utime(dest, (int(before) + 1, int(before) + 1))
             except OSError:

@@ -229,7 +229,8 @@ def _construct(tag: str, text: str) -> Any:
         match = _UTC_TIMESTAMP.fullmatch(text)
         if match is not None:  # what construct_yaml_timestamp computes for it
             try:
-                return dt.datetime(*map(int, match.groups()), tzinfo=dt.timezone.utc)
+                year, month, day, hour, minute, second = map(int, match.groups())
+                return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.timezone.utc)
             except ValueError:
                 raise _Unsure from None  # out of range: PyYAML raises its own error
     try:

@@ -100,6 +100,7 @@ class _FeedExt(BaseExtension):
         return {"media": MEDIA_NS, "fh": HISTORY_NS}
 
     def extend_atom(self, feed):
+        assert self.page is not None, "render() sets the page first"
         for link in self.page.links:
             # feedgen writes Atom elements unqualified under a plain xmlns attribute; so do we.
             _sub(feed, "link", rel=link.rel, href=link.href, type=link.type)
@@ -108,6 +109,7 @@ class _FeedExt(BaseExtension):
         return feed
 
     def extend_rss(self, feed):
+        assert self.page is not None, "render() sets the page first"
         channel = feed[0]
         for link in self.page.links:
             _sub(channel, f"{{{ATOM_NS}}}link", rel=link.rel, href=link.href, type=link.type)
@@ -124,6 +126,7 @@ class _EntryExt(BaseEntryExtension):
 
     def extend_atom(self, entry):
         item = self.item
+        assert item is not None, "render() sets the item first"
         for old in entry.findall("link"):
             entry.remove(old)
         _sub(entry, "link", rel="alternate", type="text/html", href=item.url)
@@ -135,6 +138,7 @@ class _EntryExt(BaseEntryExtension):
 
     def extend_rss(self, entry):
         item = self.item
+        assert item is not None, "render() sets the item first"
         if item.images:
             first = item.images[0]
             # RSS allows one enclosure; length is required and 0 is the agreed "unknown".

@@ -30,7 +30,8 @@ def text_field(data: dict, key: str, *, required: bool = False, limit: int = MAX
 
 
 def kind_of(value: Any) -> str:
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list"}
+    return names.get(type(value), type(value).__name__)
 
 
 def parse_datetime(value: Any, key: str) -> dt.datetime:

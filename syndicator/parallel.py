@@ -76,7 +76,9 @@ def fork_imap(func: Callable[[Any, T], R], tasks: Iterable[T], state: Any, worke
                         results[taken] = (func(state, tasks[taken]),)
                         taken += 1
                     else:
-                        results[index].exception()  # all handed out: wait for the one due next
+                        due = results[index]
+                        assert isinstance(due, Future), "not ready, so computed elsewhere"
+                        due.exception()  # all handed out: wait for the one due next
                 result = results.pop(index)
                 yield result[0] if isinstance(result, tuple) else result.result()
         except BaseException:

@@ -90,7 +90,7 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
     With `pack` (a parse cache will be written), each chunk's results also come pickled.
     """
     if workers <= 1 or len(rels) < PARALLEL_THRESHOLD:
-        return Parsed(_parse_chunk((root, site_url, max_bytes, None), rels)[0])
+        return Parsed([parse_file(root, rel, site_url, max_bytes) for rel in rels])
     from .parallel import fork_imap
 
     # Chunks shrink as the work runs out (each a sixteenth of what is left per process, at least 50
@@ -106,8 +106,9 @@ def parse_many(root: str, rels: list[str], site_url: str, max_bytes: int, worker
     parsed = Parsed([], [] if pack else None)
     for results, blob in fork_imap(_parse_chunk, chunks, options, workers):
         if results is None:
+            assert blob is not None, "a forked parser sends its results pickled"
             results = pickle.loads(blob)
-        if pack:
+        if parsed.parts is not None and blob is not None:
             parsed.parts.append((len(parsed.results), len(parsed.results) + len(results), blob))
         parsed.results.extend(results)
     return parsed

@@ -89,7 +89,7 @@ def collect(entries: dict[str, FileEntry]) -> Contents:
 def recollect(last: Contents, swaps: list[EntrySwap]) -> tuple[Contents, tuple[tuple[Item, ...], tuple[Item, ...]]]:
     """`collect` of the entries after `swaps` (old entry -> new entry, None for absent), computed from
     the previous result instead of all entries; also the (gone, came) served items."""
-    lists = [list(part) for part in last]
+    lists: tuple[list[Any], list[Any], list[Any]] = (list(last[0]), list(last[1]), list(last[2]))
     gone: list[Item] = []
     came: list[Item] = []
     nothing = (None, None, None)
@@ -105,7 +105,8 @@ def recollect(last: Contents, swaps: list[EntrySwap]) -> tuple[Contents, tuple[t
                 gone.append(before[0])
             if after[0] is not None:
                 came.append(after[0])
-    return tuple(tuple(part) for part in lists), (tuple(gone), tuple(came))
+    items, defs, problems = lists
+    return (tuple(items), tuple(defs), tuple(problems)), (tuple(gone), tuple(came))
 
 
 def _put_by_path(objects: list, obj, add: bool) -> None:
@@ -218,9 +219,9 @@ class Scanner:
                 # comparison of two lists in C instead of a dictionary lookup per file.
                 stats = ScanStats(seen=self._entry_count(), changed=0, parsed=0, removed=0)
                 return ScanResult(*self._last, stats, time.perf_counter() - start)
-            todo = self._changed_in_place(listing)
-            if todo is not None:  # the same files as last time, a few of them changed
-                seen, gone = dict(self._entries), []
+            in_place = self._changed_in_place(listing)
+            if in_place is not None:  # the same files as last time, a few of them changed
+                todo, seen, gone = in_place, dict(self._entries), []
             else:
                 seen, todo, gone = self._compare(listing)
         if not todo and not gone and self._last is not None:
@@ -303,7 +304,7 @@ class Scanner:
         last = self._listing
         if last is None or len(last) != len(listing):
             return None
-        todo = []
+        todo: list[FileStamp] = []
         for (prefix, names, stamps), (old_prefix, old_names, old_stamps) in zip(listing, last, strict=True):
             if prefix != old_prefix or names != old_names:
                 return None

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from . import documents, heap
 from .config import Settings
@@ -74,7 +75,7 @@ class Rescanner:
                 unchanged = (previous is not None and not self._failed and scan.stats.changed == 0
                              and scan.stats.removed == 0 and (previous.next_due is None or now < previous.next_due))
                 self.last_scan = now
-                if unchanged:
+                if unchanged and previous is not None:
                     self.publisher.touch(now, scan.seconds)
                     log.info("rescan files=%d changed=0 parsed=0 problems=%d seconds=%.3f published=no",
                              scan.stats.seen, len(previous.problems), time.perf_counter() - started)
@@ -163,7 +164,7 @@ class Watcher:
         self._paths_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._observer = None
+        self._observer: Any = None  # watchdog's Observer, once started
         self._thread = threading.Thread(target=self._loop, name="fs-rescan", daemon=True)
 
     def start(self) -> bool:

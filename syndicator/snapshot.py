@@ -47,7 +47,7 @@ class Topic:
 class Snapshot:
     """Everything the web layer serves, immutable once published."""
 
-    topics: MappingProxyType  # slug -> Topic, sorted by slug
+    topics: Mapping[str, Topic]  # slug -> Topic, sorted by slug (a read-only MappingProxyType)
     all_items: tuple[Item, ...]  # newest first
     problems: tuple[Problem, ...]
     scan_seconds: float
@@ -156,9 +156,9 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
             while f"{base}-{n}" in claimed:
                 n += 1
             slug = f"{base}-{n}"
-            other = claimed.get(base, "a reserved URL")
+            holder = claimed.get(base, "a reserved URL")
             example = min(i.path for i in served if name in i.topics)
-            problems.append(Problem(example, f"topic '{name}' folds to slug '{base}' like '{other}'; "
+            problems.append(Problem(example, f"topic '{name}' folds to slug '{base}' like '{holder}'; "
                                              f"served separately as '{slug}'"))
         claimed[slug] = name
         display[slug] = name
@@ -166,15 +166,15 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
 
     members: dict[str, list[Item]] = {slug: [] for slug in display}
     for item in served:
-        topics = item.topics
-        if len(topics) == 1:
-            members[slug_of[topics[0]]].append(item)
+        names_of_item = item.topics
+        if len(names_of_item) == 1:
+            members[slug_of[names_of_item[0]]].append(item)
         else:
-            for slug in dict.fromkeys(slug_of[name] for name in topics):
+            for slug in dict.fromkeys(slug_of[name] for name in names_of_item):
                 members[slug].append(item)
 
-    old_topics = previous.topics if previous is not None else {}
-    topics = {}
+    old_topics: Mapping[str, Topic] = previous.topics if previous is not None else {}
+    topics: dict[str, Topic] = {}
     for slug in sorted(members):
         topic = Topic(slug, display[slug], tuple(members[slug]), defs.get(slug))
         old = old_topics.get(slug)
@@ -192,7 +192,7 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         next_due=next_due,
         newest=max(map(_UPDATED, all_items), default=EPOCH),
         basis=SnapshotBasis(defs=scan.topic_defs, slug_of=slug_of, by_id=by_id,
-                     clean=len(problems) == len(scan.problems)),
+                            clean=len(problems) == len(scan.problems)),
     )
 
 
@@ -200,6 +200,8 @@ def patched_snapshot(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> 
     """`previous` with the scan's few changed items taken out and put in; None when the change needs a
     full build (topic names or definitions change, ids collide, drafts or future items, emptied topics)."""
     basis: SnapshotBasis | None = previous.basis
+    if scan.delta is None:
+        return None
     gone, came = scan.delta
     if (basis is None or not basis.clean or len(gone) + len(came) > PATCH_LIMIT
             or (previous.next_due is not None and now >= previous.next_due) or scan.topic_defs != basis.defs):

@@ -160,7 +160,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
         site = None
         if settings.base_url:
             site = documents.Site.of(settings)
-        if settings.hub_url:
+        if settings.hub_url and site is not None:  # check_settings: a hub needs base_url
             pinger = Pinger(settings.hub_url, site)
         rescanner = Rescanner(settings, publisher, site=site, on_publish=pinger.on_publish if pinger else None)
         if scan:
@@ -172,12 +172,13 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
         if schedule:
             rescanner.start()
     metrics = Metrics(publisher)
-    app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher, metrics)
+    app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher, metrics)  # type: ignore[method-assign]
     if settings.trusted_proxies and not settings.base_url:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n,  # type: ignore[method-assign]
+                                x_port=n, x_prefix=n)
     app.extensions["syndicator"] = AppState(settings, publisher, rescanner, pinger, metrics)
     _routes(app)
     return app
@@ -201,8 +202,9 @@ def _routes(app: Flask) -> None:
         # Plain text, no traceback, no echo of anything but what we chose to say.
         response = Response(f"{exc.code} {exc.name}: {exc.description}\n", status=exc.code,
                             content_type="text/plain; charset=utf-8")
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         if exc.code == 404:  # a topic may appear with the next rescan, not sooner
             response.headers["Cache-Control"] = f"public, max-age={_settings().interval}"
         return response

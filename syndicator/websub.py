@@ -31,6 +31,7 @@ def changed_feed_urls(old: Snapshot | None, new: Snapshot, site: documents.Site)
     for slug in ("all", *new.topics):
         for fmt in feeds.FORMATS:
             doc = documents.feed_document(new, site, slug, fmt)
+            assert doc is not None, f"{slug} is a topic of the snapshot"
             before = documents.feed_document(old, site, slug, fmt) if old is not None else None
             if before is None or before.etag != doc.etag:
                 urls.append(site.feed_url(slug, fmt))

@@ -21,7 +21,9 @@ def start_rescans(app: Flask, slot: int = 0) -> None:
     """Start the periodic and event-driven rescans in this process (after any fork); `slot`, the number of
     workers the server started before this one (gunicorn's worker.age - 1), staggers the workers'
     rescans across the interval, and a replacement worker rescans at once."""
-    app_state(app).rescanner.start(slot=slot)
+    rescanner = app_state(app).rescanner
+    if rescanner is not None:
+        rescanner.start(slot=slot)
 
 
 def finish_cache_write(app: Flask | None) -> None:
