@@ -42,6 +42,10 @@ loglevel = os.environ.get("SYNDICATOR_LOG_LEVEL", "info").lower()
 secure_scheme_headers = {}
 forwarded_allow_ips = ""
 
+# No control socket (gunicorn 25+, for its gunicornc tool): it would live in $HOME/.gunicorn, which is not
+# writable under the unit's DynamicUser= or in the container, and the service is driven by signals anyway.
+control_socket_disable = True
+
 # The app: the first scan (parallel, on every core) runs once in the master; workers inherit the
 # snapshot through fork and then rescan on their own from the inherited state, without reparsing.
 wsgi_app = "syndicator.wsgi:application()"

@@ -32,6 +32,9 @@ CACHE_VERSION = 5
 #: definitions and problems) and "snapshot" (the published snapshot's stored form) when known; and
 #: "parts" on a write after a cold start (see ParseCache.save).
 CacheState = dict[str, Any]
+# The parts of a state written after the results, in the tail ("serves_last_good": the rule "last" and
+# "snapshot" were made under, see scan.Scanner).
+_TAIL_STATE = ("listing", "last", "snapshot", "serves_last_good")
 
 _STORED = (Item, TopicDef, Problem)  # results the cache's tail refers to by position
 _RUN = 8  # tuples and dicts of at least this many results are stored as one array of positions
@@ -195,7 +198,7 @@ class ParseCache:
         tail = tail_reader.load()
         log.info("parse cache %s: %d files", self.path, len(rows))
         return {"entries": StoredEntries(rows, results, tail["last_good"]),
-                **{name: tail[name] for name in ("listing", "last", "snapshot") if name in tail}}
+                **{name: tail[name] for name in _TAIL_STATE if name in tail}}
 
     def save(self, state: CacheState) -> None:
         """Write `state` (see load) atomically: readers see the old file or the new one, never half."""
@@ -214,7 +217,7 @@ class ParseCache:
                 if isinstance(result, _STORED):
                     position[id(result)] = index
                 index += 1
-        tail: dict[str, Any] = {name: state[name] for name in ("listing", "last", "snapshot") if name in state}
+        tail: dict[str, Any] = {name: state[name] for name in _TAIL_STATE if name in state}
         tail["last_good"] = {rel: e.last_good for rel, e in entries.items()
                              if e.last_good is not _default_last_good(e.result)}
         started = time.perf_counter()

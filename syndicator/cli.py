@@ -61,7 +61,9 @@ def _scan(settings: Settings):
     from .scheduler import make_scanner
     from .snapshot import build_snapshot
 
-    return build_snapshot(make_scanner(settings).scan())
+    # The files as they are now, whatever a server's cache keeps of their last good versions; the cache
+    # is only read: a one-shot judgement must not change what a server restarts with.
+    return build_snapshot(make_scanner(settings, autosave=False, last_good=False).scan())
 
 
 def cmd_check(settings: Settings, fmt: str) -> int:
@@ -120,6 +122,11 @@ def _serve_gunicorn(settings: Settings) -> int:
             # forwarded header counts is trusted_proxies' decision alone (ProxyFix in web.py).
             self.cfg.set("secure_scheme_headers", {})
             self.cfg.set("forwarded_allow_ips", "")
+            # gunicorn 25's control socket (for its gunicornc tool) lives in $HOME/.gunicorn unless
+            # XDG_RUNTIME_DIR is set: under DynamicUser= or in the container HOME is not writable, and it
+            # logged an error at every start. serve is controlled by signals (HUP, TERM) instead.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             self.app = create_app(settings, schedule=False)

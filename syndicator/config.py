@@ -124,13 +124,17 @@ class Settings:
                                    check=at_least(1), metavar="BYTES")
     log_level: str = _setting("INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", commands=SERVE_BUILD,
                               check=one_of(*LOG_LEVELS, upper=True), metavar="LEVEL")
-    cache_dir: str = _setting("", "where the parse cache lives (default: $XDG_CACHE_HOME/syndicator or "
-                              "~/.cache/syndicator); 'off' disables it", commands=SERVE_BUILD, metavar="DIR")
+    cache_dir: str = _setting("", "where the parse cache lives (default: $CACHE_DIRECTORY, which systemd's "
+                              "CacheDirectory= sets, else $XDG_CACHE_HOME/syndicator or ~/.cache/syndicator); "
+                              "'off' disables it", commands=COMMANDS, metavar="DIR")
     parse_workers: int = _setting(0, "processes that parse files on a cold start (0: one per CPU core)",
                                   commands=SERVE_BUILD, check=at_least(0))
     fs_events: bool = _setting(True, "true: rescan within a second of a change when filesystem events are "
                                "available (inotify via watchdog); false: only every interval",
                                commands=SERVE_BUILD)
+    export_last_good: bool = _setting(False, "export a broken file's last good version, as serve keeps serving "
+                                      "it (each one is reported); default: export the files as they are now",
+                                      commands=("build",))
     server: str = _setting("gunicorn", "HTTP server of `serve`: gunicorn, or granian (faster from memory; "
                            "pip install 'syndicator[granian]')", commands=SERVE, check=one_of(*SERVERS))
 
@@ -150,14 +154,22 @@ class Settings:
             return None
         import hashlib
 
-        base = Path(self.cache_dir) if self.cache_dir else Path(
-            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "syndicator"
+        base = Path(self.cache_dir) if self.cache_dir else default_cache_dir()
         key = hashlib.sha256(os.path.realpath(self.content).encode()).hexdigest()[:16]
         return base / f"parse-{key}.pickle"
 
     @property
     def workers_for_parsing(self) -> int:
         return self.parse_workers or os.cpu_count() or 1
+
+
+def default_cache_dir() -> Path:
+    """The parse cache's directory when cache_dir is not set: the one systemd made for the service
+    (CacheDirectory= sets $CACHE_DIRECTORY, whatever HOME is), else the user's cache directory."""
+    systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return Path(systemd)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "syndicator"
 
 
 SETTINGS: tuple[Setting, ...] = tuple(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import documents, feeds
 from .config import Settings
+from .scan import STALE_NOTE
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,10 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
         with lock:
             say(f"scanned {new.stats.seen:,} files ({new.stats.parsed:,} parsed): {len(new.all_items):,} items, "
                 f"{len(new.topics):,} topics, {len(new.problems):,} problems")
+            for problem in new.problems:
+                if problem.stale:  # only with export_last_good: a version nobody sees on disk now
+                    say(f"warning: exporting the last good version of {problem.path} (export_last_good); "
+                        f"the file is broken now: {problem.reason.removesuffix(STALE_NOTE)}")
             say(f"rendering {len(new.topics) + 1:,} topics x {len(feeds.FORMATS)} formats, pages and archives")
             result = write_export(new, settings, out, progress=say)
             say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged, into {out} -> "
@@ -254,7 +259,8 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
             if pinger is not None:
                 pinger.on_publish(before, new)
 
-    rescanner = Rescanner(settings, publisher, site=site, on_publish=lambda _old, new: export(new))
+    rescanner = Rescanner(settings, publisher, site=site, on_publish=lambda _old, new: export(new),
+                          last_good=settings.export_last_good)
     say(f"scanning {settings.content} ...")
     started = time.perf_counter()
     if not rescanner.run_once():

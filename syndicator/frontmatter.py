@@ -38,8 +38,9 @@ def _check_shape(data: Any) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def load_yaml(text: str) -> Any:
-    """Safe-load one YAML document, bounded; raises Invalid with a short, located reason."""
+def load_yaml(text: str, first_line: int = 1) -> Any:
+    """Safe-load one YAML document, bounded; raises Invalid with a short reason located in the file, whose
+    line `first_line` is the document's first (2 for front matter, after its `---` line)."""
     data = fastyaml.load(text, MAX_NODES, MAX_DEPTH)
     if data is not None:
         return data  # PyYAML's own result, bounds checked on the way (see fastyaml)
@@ -47,7 +48,7 @@ def load_yaml(text: str) -> Any:
         data = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader/CSafeLoader only
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "syntax error"
         if "constructor" in problem:
             problem = f"{problem} (only plain YAML is allowed)"

@@ -19,6 +19,17 @@ R = TypeVar("R")
 _state: Any = None  # set in each child by the pool's initializer; never in the parent
 
 
+def _forget_parents_children() -> None:
+    """In a process forked by anyone (a gunicorn or granian worker): the multiprocessing children listed
+    are the parent's, not ours. Left listed, multiprocessing's exit handler tries to join them when this
+    process exits and prints 'AssertionError: can only join a child process' (one parse process, the warm
+    start's walk, may still be ending when the server forks its workers)."""
+    multiprocessing.process._children.clear()  # type: ignore[attr-defined]
+
+
+os.register_at_fork(after_in_child=_forget_parents_children)
+
+
 def _init(state: Any) -> None:
     global _state
     _state = state

@@ -80,7 +80,7 @@ def read_item(raw: bytes, path: str, *, site_url: str = "", max_bytes: int = 1_0
         if len(raw) > max_bytes:
             raise Invalid(f"file is {len(raw):,} bytes, over the {max_bytes:,}-byte limit (max_file_bytes)")
         front, body = split_front_matter(decode(raw))
-        return item_from_data(load_yaml(front), body, path, site_url)
+        return item_from_data(load_yaml(front, first_line=2), body, path, site_url)
     except Invalid as exc:
         return Problem(path, str(exc))
 

@@ -24,6 +24,7 @@ from .parsing import Parsed, parse_many
 
 __all__ = ["Scanner", "ScanError", "ScanResult", "ScanStats", "collect"]
 PREWALK_MAX_AGE = 30.0  # seconds: a walk made while loading the cache serves the first scan, if that soon
+STALE_NOTE = " (the last good version is still served)"  # ends the reason of a broken file's problem
 PATCH_LIMIT = 200  # changed files; beyond this, rebuilding the scan's lists and the snapshot is as fast
 #: What the tree holds, each sorted by path: served items (or their last good version), topic
 #: definitions, problems.
@@ -67,26 +68,31 @@ class ScanResult:
 
 
 
-def _parts(entry: FileEntry) -> tuple[Item | None, TopicDef | None, Problem | None]:
-    """What one file contributes to a scan: its item or definition (the current version, else the last
-    good one while it is broken) and its problem."""
+def _parts(entry: FileEntry, last_good: bool = True) -> tuple[Item | None, TopicDef | None, Problem | None]:
+    """What one file contributes to a scan: its item or definition and its problem. While it is broken,
+    its last good version, when `last_good` (a server's rule); otherwise only the problem (the file as it
+    is now)."""
     result = entry.result
-    problem = result if isinstance(result, Problem) else None
-    good = result if isinstance(result, Item | TopicDef) else entry.last_good
-    return (good if isinstance(good, Item) else None, good if isinstance(good, TopicDef) else None, problem)
+    if isinstance(result, Problem):
+        if result.stale and not last_good:
+            return None, None, Problem(result.path, result.reason.removesuffix(STALE_NOTE), transient=result.transient)
+        good = entry.last_good if last_good else None
+        return (good if isinstance(good, Item) else None, good if isinstance(good, TopicDef) else None, result)
+    return (result if isinstance(result, Item) else None, result if isinstance(result, TopicDef) else None, None)
 
 
-def collect(entries: dict[str, FileEntry]) -> Contents:
-    """Items, definitions and problems of all entries, each sorted by path."""
+def collect(entries: dict[str, FileEntry], last_good: bool = True) -> Contents:
+    """Items, definitions and problems of all entries, each sorted by path (see _parts for `last_good`)."""
     lists: tuple[list, list, list] = ([], [], [])
     for rel in sorted(entries):
-        for part, found in zip(lists, _parts(entries[rel]), strict=True):
+        for part, found in zip(lists, _parts(entries[rel], last_good), strict=True):
             if found is not None:
                 part.append(found)
     return tuple(lists[0]), tuple(lists[1]), tuple(lists[2])
 
 
-def recollect(last: Contents, swaps: list[EntrySwap]) -> tuple[Contents, tuple[tuple[Item, ...], tuple[Item, ...]]]:
+def recollect(last: Contents, swaps: list[EntrySwap], last_good: bool = True
+              ) -> tuple[Contents, tuple[tuple[Item, ...], tuple[Item, ...]]]:
     """`collect` of the entries after `swaps` (old entry -> new entry, None for absent), computed from
     the previous result instead of all entries; also the (gone, came) served items."""
     lists: tuple[list[Any], list[Any], list[Any]] = (list(last[0]), list(last[1]), list(last[2]))
@@ -94,8 +100,8 @@ def recollect(last: Contents, swaps: list[EntrySwap]) -> tuple[Contents, tuple[t
     came: list[Item] = []
     nothing = (None, None, None)
     for old, new in swaps:
-        before = _parts(old) if old is not None else nothing
-        after = _parts(new) if new is not None else nothing
+        before = _parts(old, last_good) if old is not None else nothing
+        after = _parts(new, last_good) if new is not None else nothing
         for parts, add in ((before, False), (after, True)):
             for part, found in zip(lists, parts, strict=True):
                 if found is not None:
@@ -110,11 +116,12 @@ def recollect(last: Contents, swaps: list[EntrySwap]) -> tuple[Contents, tuple[t
 
 
 def _put_by_path(objects: list, obj, add: bool) -> None:
-    """Insert `obj` into, or remove it from, a list sorted by path (paths are unique in each list)."""
+    """Insert `obj` into, or remove the object with its path from, a list sorted by path (paths are unique
+    in each list; a problem _parts rebuilds is another object with the same path)."""
     at = bisect.bisect_left(objects, obj.path, key=_PATH)
     if add:
         objects.insert(at, obj)
-    elif at < len(objects) and objects[at] is obj:
+    elif at < len(objects) and objects[at].path == obj.path:
         del objects[at]
 
 
@@ -128,7 +135,8 @@ class Scanner:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, site_url: str = "", max_file_bytes: int = 1_048_576,
-                 workers: int = 1, cache_file: str | os.PathLike[str] | None = None, autosave: bool = True):
+                 workers: int = 1, cache_file: str | os.PathLike[str] | None = None, autosave: bool = True,
+                 last_good: bool = True):
         self.root = Path(root)
         self.site_url = site_url
         self.max_file_bytes = max_file_bytes
@@ -136,6 +144,10 @@ class Scanner:
         # With autosave, every scan that changed something writes the cache before returning; a service
         # turns it off and calls save() after publishing, which writes in the background with the snapshot.
         self.autosave = autosave
+        # A broken file that was good contributes its last good version (a server keeps serving it) or,
+        # without `last_good`, only its problem (check, and an export, judge the files as they are now).
+        # Entries remember the last good version either way, so the cache serves both kinds of reader.
+        self.last_good = last_good
         self.cache = ParseCache(cache_file, self._cache_key()) if cache_file else None
         # A warm start walks the directory in a forked process while this one unpickles the cache: the
         # two take about as long as each other at 100k files, and there are two cores.
@@ -147,6 +159,9 @@ class Scanner:
             self._prewalk = fork_call(walk, str(self.root))
         with heap.paused():
             stored = self.cache.load() if self.cache else {}
+        if stored.get("serves_last_good", True) != last_good:
+            # The stored scan and snapshot were made under the other rule: only the entries are shared.
+            stored = {"entries": stored["entries"]} if "entries" in stored else {}
         self._built_entries: dict[str, FileEntry] = {}
         self._stored_entries: StoredEntries | None = stored.get("entries")
         self._last: Contents | None = stored.get("last")
@@ -242,7 +257,7 @@ class Scanner:
             if isinstance(result, Item | TopicDef):
                 last_good = result
             elif isinstance(result, Problem) and last_good is not None:
-                result = Problem(rel, result.reason + " (the last good version is still served)", stale=True,
+                result = Problem(rel, result.reason + STALE_NOTE, stale=True,
                                  transient=result.transient)
             # An unreadable file is remembered with an impossible mtime, so the next scan tries it again.
             if isinstance(result, Problem) and result.transient:
@@ -251,9 +266,9 @@ class Scanner:
             swaps.append((old, new))
         delta = None
         if self._last is not None and len(swaps) <= PATCH_LIMIT:
-            last, delta = recollect(self._last, swaps)
+            last, delta = recollect(self._last, swaps, self.last_good)
         else:
-            last = collect(seen)
+            last = collect(seen, self.last_good)
         self._entries, self._last = seen, last
         self._parts = self._cache_parts(parsed, todo) if parsed.parts is not None and len(todo) == len(seen) else None
         # After a retryable failure the listing must not match, so the next scan looks at the entries.
@@ -347,7 +362,8 @@ class Scanner:
         return parts
 
     def _state(self, stored_snapshot: Mapping[str, Any] | None) -> CacheState:
-        state: CacheState = {"entries": self._entries, "listing": self._listing, "last": self._last}
+        state: CacheState = {"entries": self._entries, "listing": self._listing, "last": self._last,
+                             "serves_last_good": self.last_good}
         if self._parts is not None:
             # Pickled during the parse: written once, then dropped (they are as big as the items).
             state["parts"], self._parts = self._parts, None

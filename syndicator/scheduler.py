@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 CACHE_SAVE_DELAY = 30.0
 
 
-def make_scanner(settings: Settings, *, autosave: bool = True) -> Scanner:
-    """A Scanner configured from settings (parse cache, parallel parsing)."""
+def make_scanner(settings: Settings, *, autosave: bool = True, last_good: bool = True) -> Scanner:
+    """A Scanner configured from settings (parse cache, parallel parsing); `last_good`: see Scanner."""
     return Scanner(settings.content, site_url=settings.site_url, max_file_bytes=settings.max_file_bytes,
-                   workers=settings.workers_for_parsing, cache_file=settings.cache_file, autosave=autosave)
+                   workers=settings.workers_for_parsing, cache_file=settings.cache_file, autosave=autosave,
+                   last_good=last_good)
 
 
 def first_rescan(last_scan: dt.datetime | None, now: dt.datetime, slot: int, workers: int,
@@ -44,10 +45,10 @@ class Rescanner:
     """Owns the scanner state of one process and publishes snapshots to a `Publisher`."""
 
     def __init__(self, settings: Settings, publisher: Publisher, *, site: documents.Site | None = None,
-                 on_publish: Callable[[Snapshot | None, Snapshot], None] | None = None):
+                 on_publish: Callable[[Snapshot | None, Snapshot], None] | None = None, last_good: bool = True):
         self.settings = settings
         self.publisher = publisher
-        self.scanner = make_scanner(settings, autosave=False)
+        self.scanner = make_scanner(settings, autosave=False, last_good=last_good)
         self.site = site  # when the public URL is known up front, feeds are rendered before publishing
         self.on_publish = on_publish
         self._lock = threading.Lock()

@@ -302,5 +302,6 @@ def _routes(app: Flask) -> None:
                          for p in (snapshot.problems if snapshot else ())],
         }
         response = app.json.response(body)
+        response.headers["Content-Type"] = "application/json; charset=utf-8"
         response.headers["Cache-Control"] = "no-store"
         return response
