@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import html
+import re
 import sys
 from typing import Any
 
-from .model import Image, Invalid, Provider, Related
-from .text import MAX_TEXT, clean_text
+from .model import Download, Image, Invalid, Person, Provider, Related, Video
+from .text import MAX_TEXT, plain_text
 from .urls import absolute_url
 
 UTC = dt.timezone.utc
@@ -23,7 +25,7 @@ def text_field(data: dict, key: str, *, required: bool = False, limit: int = MAX
         return ""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(f"'{key}' must be text, got {kind_of(value)}")
-    text = clean_text(str(value), limit)
+    text = plain_text(str(value), limit)
     if required and not text:
         raise Invalid(f"'{key}' is empty")
     return text
@@ -86,27 +88,101 @@ def images_field(value: list, site_url: str, key: str = "images") -> tuple[Image
         title = entry.get("title")
         images.append(Image(url=url, width=_int_or_none(entry.get("width")),
                             height=_int_or_none(entry.get("height")),
-                            title=clean_text(title, 500) if isinstance(title, str) else ""))
+                            title=plain_text(title, 500) if isinstance(title, str) else ""))
     return tuple(images)
 
 
-def provider_field(value: Any) -> Provider | None:
+def provider_field(value: Any, site_url: str = "") -> Provider | None:
+    """The provider: a name (and domain); its logo is the first of its `images` that is a usable URL."""
     if value is None:
         return None
     if isinstance(value, str):
-        return Provider(name=clean_text(value, 200)) if value.strip() else None
+        return _shared_provider(plain_text(value, 200), "", "") if value.strip() else None
     if not isinstance(value, dict):
         raise Invalid(f"'provider' must be a mapping with a name, got {kind_of(value)}")
     name = text_field(value, "name", limit=200)
     domain = text_field(value, "domain", limit=200)
-    return _shared_provider(name or domain, domain) if (name or domain) else None
+    logos = images_field(list_field(value, "images"), site_url, "provider.images")
+    return _shared_provider(name or domain, domain, logos[0].url if logos else "") if (name or domain) else None
 
 
-# A site has tens of providers and 100k items: items share one Provider object per (name, domain),
+# A site has tens of providers and 100k items: items share one Provider object per (name, domain, logo),
 # which the parse cache's pickles then store once per part instead of once per item.
 @functools.lru_cache(maxsize=1024)
-def _shared_provider(name: str, domain: str) -> Provider:
-    return Provider(name=name, domain=domain)
+def _shared_provider(name: str, domain: str, logo: str) -> Provider:
+    return Provider(name=name, domain=domain, logo=logo)
+
+
+def authors_field(provider: Any, site_url: str) -> tuple[Person, ...]:
+    """The people of `provider.authors` (names, or mappings with a name and an optional url)."""
+    if not isinstance(provider, dict) or provider.get("authors") is None:
+        return ()
+    people = []
+    for entry in list_field(provider, "authors"):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict):
+            raise Invalid(f"'provider.authors' entries must be names or mappings, got {kind_of(entry)}")
+        name = text_field(entry, "name", limit=200)
+        raw = entry.get("url")
+        if name:
+            people.append(Person(name, (absolute_url(raw, site_url) or "") if isinstance(raw, str) else ""))
+    return tuple(people)
+
+
+# The src of an iframe (featuredContent holds the player's iframe as HTML); the iframe itself is never kept.
+_IFRAME_SRC = re.compile(r"""<iframe\b[^>]*?\bsrc\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+
+
+def video_field(data: dict) -> Video:
+    """The player's https URL (from `featuredContent`) and the duration in seconds (ISO 8601 `length`);
+    either may be missing, and a `length` that is no duration is ignored."""
+    player = ""
+    featured = data.get("featuredContent")
+    if isinstance(featured, str) and (match := _IFRAME_SRC.search(featured)):
+        src = html.unescape(next(group for group in match.groups() if group is not None)).strip()
+        if src.startswith("//"):
+            src = "https:" + src
+        if src.startswith("https://") and (url := absolute_url(src, "")):
+            player = url
+    return Video(player=player, duration=duration_seconds(data.get("length")))
+
+
+def duration_seconds(value: Any) -> int | None:
+    """Whole seconds of an ISO 8601 duration (`PT13M34S` -> 814), or None when it is none."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value) if 0 < value < 10**7 else None
+    if not isinstance(value, str):
+        return None
+    import isodate
+
+    try:
+        parsed = isodate.parse_duration(value.strip())
+        seconds = parsed.total_seconds() if isinstance(parsed, dt.timedelta) else None
+    except (isodate.ISO8601Error, ValueError, OverflowError, TypeError):
+        return None
+    return int(seconds) if seconds is not None and 0 < seconds < 10**7 else None
+
+
+def actions_field(value: list, site_url: str) -> tuple[tuple[Download, ...], tuple[Related, ...]]:
+    """`actions`: those of type `download` are the files the item offers; the others ("View on GitHub")
+    are links with their title."""
+    downloads, links = [], []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise Invalid(f"'actions' entries must be mappings with a url, got {kind_of(entry)}")
+        raw = entry.get("url")
+        url = absolute_url(raw, site_url) if isinstance(raw, str) else None
+        if url is None:
+            continue
+        title = text_field(entry, "title", limit=200)
+        if entry.get("type") == "download":
+            downloads.append(Download(url, title, text_field(entry, "attribution", limit=200)))
+        else:
+            links.append(Related(title=title or url, url=url))
+    return tuple(downloads), tuple(links)
 
 
 def related_field(value: list, site_url: str) -> tuple[Related, ...]:
@@ -125,7 +201,7 @@ def related_field(value: list, site_url: str) -> tuple[Related, ...]:
                 published = parse_datetime(entry["publishedDateTime"], "related.publishedDateTime")
             except Invalid:
                 published = None
-        provider = provider_field(entry.get("provider"))
+        provider = provider_field(entry.get("provider"), site_url)
         related.append(Related(title=title, url=url, excerpt=text_field(entry, "excerpt", limit=2000),
                                published=published, provider=provider.name if provider else ""))
     return tuple(related)
@@ -143,7 +219,7 @@ def topics_field(data: dict) -> tuple[str, ...]:
     for entry in value:
         if isinstance(entry, bool) or not isinstance(entry, str | int | float):
             raise Invalid(f"'topics' entries must be names, got {kind_of(entry)}")
-        name = clean_text(str(entry), 200)
+        name = plain_text(str(entry), 200)
         if name and name not in names:
             names.append(sys.intern(name))  # a name is in hundreds of items: one string, pickled once per part
     return tuple(names)

@@ -20,8 +20,11 @@ def _rebuilt(self: tuple) -> tuple:
 
 
 class Provider(NamedTuple):
+    """Who published an item (a site, a company)."""
+
     name: str
     domain: str = ""
+    logo: str = ""  #: absolute http(s) URL of the provider's logo (`provider.images[0]`), or ""
 
     def __reduce__(self) -> tuple:
         return _rebuilt(self)
@@ -39,6 +42,48 @@ class Image(NamedTuple):
     @property
     def mime_type(self) -> str:
         return mime_type_for(self.url)
+
+
+class Person(NamedTuple):
+    """Someone who wrote an item (`provider.authors`)."""
+
+    name: str
+    url: str = ""
+
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
+
+
+class Video(NamedTuple):
+    """What makes an item of kind `video` playable."""
+
+    player: str = ""  #: https URL of the embeddable player (the src of `featuredContent`'s iframe), or ""
+    duration: int | None = None  #: seconds, from the ISO 8601 `length`
+
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
+
+
+class Download(NamedTuple):
+    """A file an item offers (an entry of `actions` with type `download`)."""
+
+    url: str
+    title: str = ""
+    attribution: str = ""
+
+    def __reduce__(self) -> tuple:
+        return _rebuilt(self)
+
+    @property
+    def mime_type(self) -> str:
+        return mime_type_for(self.url)
+
+    @property
+    def extension(self) -> str:
+        """The file's extension with its dot (".zip"), or ""."""
+        path = self.url.split("#", 1)[0].split("?", 1)[0].rsplit("/", 1)[-1]
+        dot = path.rfind(".")
+        return path[dot:].lower() if dot > 0 else ""
 
 
 class Related(NamedTuple):
@@ -67,7 +112,11 @@ class Item(NamedTuple):
     images: tuple[Image, ...] = ()
     related: tuple[Related, ...] = ()
     body_html: str = ""
-    draft: bool = False
+    draft: bool = False  #: not served: `published: false`, `removed: true` or `deleted: true`
+    kind: str = "article"  #: `type`: article, video, download, or another kind's name
+    video: Video | None = None
+    downloads: tuple[Download, ...] = ()
+    authors: tuple[Person, ...] = ()  #: the people who wrote it, in the order given
 
     def __reduce__(self) -> tuple:
         return _rebuilt(self)
@@ -84,6 +133,9 @@ class TopicDef:
     keywords: tuple[str, ...] = ()
     hashtags: tuple[str, ...] = ()
     image: str = ""
+    shortname: str = ""
+    parent: str = ""  #: the parent topic's name or slug, as written; "" for a top-level topic
+    aliases: tuple[str, ...] = ()  #: former names or slugs whose URLs redirect here
 
 
 @dataclass(frozen=True)
@@ -107,6 +159,11 @@ _MIME = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
     ".webp": "image/webp", ".avif": "image/avif", ".svg": "image/svg+xml", ".bmp": "image/bmp",
     ".mp4": "video/mp4", ".webm": "video/webm", ".mp3": "audio/mpeg",
+    ".zip": "application/zip", ".gz": "application/gzip", ".tgz": "application/gzip", ".pdf": "application/pdf",
+    ".msapp": "application/octet-stream", ".json": "application/json", ".csv": "text/csv",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 }
 
 

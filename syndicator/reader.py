@@ -6,11 +6,14 @@ Everything read from a file is checked field by field; a wrong type or a broken 
 
 from __future__ import annotations
 
+import sys
 from pathlib import PurePosixPath
 from typing import Any
 
 from .body import render_body
 from .fields import (
+    actions_field,
+    authors_field,
     images_field,
     kind_of,
     list_field,
@@ -19,10 +22,11 @@ from .fields import (
     related_field,
     text_field,
     topics_field,
+    video_field,
 )
 from .frontmatter import load_yaml, split_front_matter
 from .model import Invalid, Item, Problem, TopicDef
-from .text import clean_text, decode
+from .text import clean_text, decode, drop_empty_paragraphs, plain_text
 from .urls import absolute_url, item_id, slugify
 
 
@@ -54,9 +58,10 @@ def item_from_data(data: Any, body: str, path: str, site_url: str = "") -> Item:
             raise Invalid("'id' is empty")
     else:
         ident = item_id(url)
-    published_flag = data.get("published", True)
-    if not isinstance(published_flag, bool):
-        raise Invalid(f"'published' must be true or false, got {published_flag!r}")
+    hidden = not _flag(data, "published", True) or _flag(data, "removed", False) or _flag(data, "deleted", False)
+    kind = _kind(data.get("type"))
+    downloads, action_links = actions_field(list_field(data, "actions"), site_url)
+    provider = data.get("provider")
     return Item(
         id=ident,
         path=path,
@@ -65,13 +70,35 @@ def item_from_data(data: Any, body: str, path: str, site_url: str = "") -> Item:
         published=published,
         updated=updated,
         excerpt=text_field(data, "excerpt", limit=20_000),
-        provider=provider_field(data.get("provider")),
+        provider=provider_field(provider, site_url),
         topics=topics_field(data),
         images=images_field(list_field(data, "images"), site_url),
-        related=related_field(list_field(data, "related"), site_url),
-        body_html=render_body(body),
-        draft=not published_flag,
+        # The item's own links ("View on GitHub") first, then the related articles as listed.
+        related=action_links + related_field(list_field(data, "related"), site_url),
+        body_html=drop_empty_paragraphs(render_body(body)),
+        draft=hidden,
+        kind=kind,
+        video=video_field(data) if kind == "video" else None,
+        downloads=downloads,
+        authors=authors_field(provider, site_url),
     )
+
+
+def _flag(data: dict, key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise Invalid(f"'{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """The item's kind (`type`) as a URL-safe name: article, video, download, or another kind's slug."""
+    if value is None:
+        return "article"
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise Invalid(f"'type' must be a kind's name (article, video, download, ...), got {kind_of(value)}")
+    kind = slugify(plain_text(value, 40)) if value.strip() else "article"
+    return sys.intern(kind)
 
 
 def read_item(raw: bytes, path: str, *, site_url: str = "", max_bytes: int = 1_048_576) -> Item | Problem:
@@ -114,6 +141,11 @@ def read_topic(raw: bytes, path: str, *, site_url: str = "") -> TopicDef | Probl
             hashtags=tuple(clean_text(str(k), 100) for k in list_field(data, "hashtags")
                            if isinstance(k, str | int | float) and not isinstance(k, bool)),
             image=image_url or "",
+            shortname=text_field(data, "shortname", limit=200),
+            parent=text_field(data, "parent", limit=200),
+            aliases=tuple(dict.fromkeys(
+                name for name in (plain_text(str(a), 200) for a in list_field(data, "aliases")
+                                  if isinstance(a, str | int | float) and not isinstance(a, bool)) if name)),
         )
     except Invalid as exc:
         return Problem(path, str(exc))

@@ -1,7 +1,11 @@
-"""Plain text as XML and people can take it: bytes decoded to text, characters XML cannot carry dropped."""
+"""Text as its publisher meant it: bytes decoded (mojibake repaired), and plain-text fields with their
+HTML entities resolved, tags stripped, whitespace collapsed and characters XML cannot carry dropped.
+Each output format escapes the result exactly once.
+"""
 
 from __future__ import annotations
 
+import html
 import re
 
 from .model import Invalid
@@ -19,6 +23,56 @@ def clean_text(value: str, limit: int = MAX_TEXT) -> str:
     return text[:limit]
 
 
+# A tag as HTML parsers see one: `<` then a letter, `/`, `!` or `?` (so "a < b > c" is text), to the next `>`.
+# Block-level tags stand between words; inline ones (b, em, a, span...) inside them.
+_TAG = re.compile(r"<(?:/?(p|br|div|li|ul|ol|tr|td|th|h[1-6]|hr|blockquote|table)\b|[A-Za-z/!?])[^<>]*>", re.I)
+
+
+def _untagged(value: str) -> str:
+    return _TAG.sub(lambda m: " " if m[1] else "", value)
+_SPACES = re.compile(r"\s{2,}|[^\S ]")  # runs of whitespace, or any whitespace but a plain space
+
+
+def plain_text(value: str, limit: int = MAX_TEXT) -> str:
+    """A plain-text field as a reader should see it: tags stripped (jekyll-feed's strip_html, WordPress's
+    the_title_rss), entities resolved once (`&#8217;` -> ’, `&amp;` -> &), whitespace (`&nbsp;` included)
+    collapsed to single spaces, and characters XML cannot carry dropped. A tag that only appears once
+    entities are resolved (`&lt;iframe&gt;`) is stripped too: readers differ on whether a title is HTML,
+    and to half of them it would be markup."""
+    if "<" in value:
+        value = _untagged(value)
+    if "&" in value:
+        value = html.unescape(value)
+        if "<" in value:
+            value = _untagged(value)
+    if not value.isprintable():  # before the spaces: a dropped control character may sit between two
+        value = _XML_FORBIDDEN.sub("", value)
+    if _SPACES.search(value):
+        value = " ".join(value.split())
+    return value.strip()[:limit]
+
+
+def drop_empty_paragraphs(body_html: str) -> str:
+    """Body HTML without paragraphs that hold nothing but (non-breaking) spaces: `<p>&nbsp;</p>`."""
+    return _EMPTY_PARAGRAPH.sub("", body_html) if "<p" in body_html else body_html
+
+
+_EMPTY_PARAGRAPH = re.compile(r"<p>(?:\s|&nbsp;|&#160;|&#xa0;|\xa0)*</p>\n?", re.I)
+# Mojibake is UTF-8 read as cp1252 or Latin-1: a lead byte's character (Â Ã Ä Å â ...) followed by one
+# that stood for a continuation byte. Only text with such a pair is handed to ftfy, which decides.
+_MOJIBAKE = re.compile("[\u00c2-\u00c5\u00e2\u00ef\u00f0][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178"
+                       "\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026"
+                       "\u2030\u2039\u203a\u20ac\u2122]")
+
+
+def repair_mojibake(text: str) -> str:
+    """`text` with UTF-8-read-as-cp1252 sequences repaired (`Itâ€™s` -> It’s), where ftfy detects them."""
+    if not _MOJIBAKE.search(text):
+        return text
+    import ftfy
+
+    return ftfy.fix_encoding(text)
+
 
 def decode(raw: bytes) -> str:
     """UTF-8 text with BOM and CRLF normalised; binary files are rejected."""
@@ -29,6 +83,9 @@ def decode(raw: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise Invalid(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Before the control characters go: cp1252 mojibake of a closing quote ends in U+009D.
+    if not text.isascii():
+        text = repair_mojibake(text)
     # Control characters are dropped rather than rejected: YAML and XML both refuse them, readers never
     # need them, and one stray escape code should not hide a story.
     if _maybe_forbidden(raw):

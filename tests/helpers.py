@@ -161,3 +161,11 @@ def poll(check: Callable[[], Any], timeout: float, what: str, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout:.0f} s; last seen: {detail!r}")
         time.sleep(interval)
+
+
+def served_files(content: Path) -> int:
+    """How many of a generated corpus's item files are served: all but those it withholds on purpose
+    (`published: false`, `removed: true`, `deleted: true`), counted from the files' own lines."""
+    withheld = ("\npublished: false\n", "\nremoved: true\n", "\ndeleted: true\n")
+    texts = [path.read_text(encoding="utf-8", errors="replace") for path in (content / "news").rglob("*.md")]
+    return sum(not any(mark in text.split("\n---", 1)[0] + "\n" for mark in withheld) for text in texts)

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from helpers import ROOT, SYNDICATOR, parse, serve
+from helpers import ROOT, SYNDICATOR, parse, serve, served_files
 
 from syndicator.config import ConfigError, load_settings
 
@@ -61,7 +61,7 @@ def test_serve_runs_gunicorn_and_serves_parsable_feeds(corpus):
             parsed = parse(response.read())
         assert parsed.feed.link == base + "/topics/azure/"
         with urllib.request.urlopen(base + "/status") as response:
-            assert json.load(response)["items"] == 60
+            assert json.load(response)["items"] == served_files(corpus)
         # A change on disk shows up without a restart, in every worker.
         (corpus / "news" / "zz-new.md").write_text(
             "---\ntitle: Live change\npublishedDateTime: 2026-01-01T00:00:00Z\n"

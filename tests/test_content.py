@@ -46,7 +46,7 @@ def test_seed_item_reads_every_field():
     assert [(i.width, i.height, i.mime_type) for i in result.images] == [(756, 567, "image/jpeg")]
     assert [r.title for r in result.related] == [
         "Microsoft Builds Massive Supercomputer For OpenAI",
-        "Microsoft Says Itâ€™s Built a Top-Five Supercomputer in the Cloud for AI",
+        "Microsoft Says It’s Built a Top-Five Supercomputer in the Cloud for AI",  # its mojibake repaired
     ]
     assert result.related[0].provider == "Forbes"
     assert result.id.startswith("urn:uuid:")
@@ -252,7 +252,8 @@ def test_generated_bodies_render_exactly_as_markdown_does(tmp_path, monkeypatch)
     most of them take the shortcut (the reason it exists)."""
     root = generate(tmp_path / "c", items=400, topics=5)
     bodies = [split_front_matter(decode(path.read_bytes()))[1] for path in (root / "news").iterdir()]
-    bodies = [body for body in bodies if body.strip()]
+    # Markdown bodies: the raw HTML bodies the corpus also has (samples, players) are the full path's.
+    bodies = [body for body in bodies if body.strip() and not body.lstrip().startswith("<")]
     assert len(bodies) > 50
     expected = [markdown_html(body) for body in bodies]
     full_path = []  # bodies that render_body handed to Markdown (the real function, counted)
@@ -305,10 +306,12 @@ EDGES = ["\x00", "\x01", "\x08", "\t", "\n", "\x0b", "\x0c", "\r", "\r\n", "\x1f
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(st.lists(st.sampled_from(EDGES) | st.text(max_size=3), max_size=12).map("".join), st.booleans())
 def test_decode_drops_exactly_what_xml_forbids(text, bom):
-    """decode's byte-level shortcut gives what the full regex pass gives, for any UTF-8 text."""
+    """decode's byte-level shortcut gives what the full regex pass gives (after the mojibake repair,
+    which needs the C1 characters the pass drops), for any UTF-8 text."""
     raw = ("\ufeff" if bom else "").encode() + text.encode("utf-8", "surrogatepass")
     try:
-        expected = text_module._XML_FORBIDDEN.sub("", raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n"))
+        normal = raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+        expected = text_module._XML_FORBIDDEN.sub("", text_module.repair_mojibake(normal))
     except UnicodeDecodeError:
         expected = None  # surrogates: not UTF-8
     if "\x00" in text:

@@ -39,6 +39,7 @@ from helpers import (
     parse,
     poll,
     serve,
+    served_files,
     steadily,
     stop,
     wait_http,
@@ -161,7 +162,7 @@ def test_a_content_directory_removed_and_restored(corpus, tmp_path):
         assert "does not exist" in healthz(base)
         status = status_of(base)
         assert status["healthy"] is False and "does not exist" in status["degraded"]
-        assert status["items"] == 60  # the last snapshot, whole
+        assert status["items"] == served_files(corpus)  # the last snapshot, whole
         # The last good feeds stay online, byte for byte (and each one parses and matches its ETag).
         assert served_feeds(base) == before
 
@@ -321,7 +322,7 @@ def test_c_file_truncated_mid_write_keeps_last_good_version_until_completed(corp
         assert "not terminated" in problems[victim.path]["reason"]
         assert "last good version is still served" in problems[victim.path]["reason"]
         assert problems["news/2025-05-01-half-written-newcomer.md"]["stale"] is False
-        assert status["healthy"] is True and status["items"] == 60
+        assert status["healthy"] is True and status["items"] == served_files(corpus)
         during = client_feeds(client)
         assert during == before  # the last good version, byte for byte; nothing of the halves
         assert entry_titles(during[("all", "atom")], "atom")[victim.id] == old_title
@@ -399,7 +400,7 @@ def test_d_reader_exception_in_the_scheduler_thread_is_a_problem_for_that_file_o
         during = client_feeds(client)
         assert entry_titles(during[("all", "atom")], "atom")[victim.id] == old_title
         assert not any(b"Cursed" in body for body in during.values())
-        assert client.get("/status").get_json()["items"] == 60
+        assert client.get("/status").get_json()["items"] == served_files(corpus)
 
         # The scheduler thread survived: a later, ordinary change still flows.
         write_item(corpus / "news", "2025-06-02-after.md", title="Story after the explosion",
@@ -464,7 +465,7 @@ def test_d_exception_after_the_scan_degrades_then_the_next_rescan_publishes_the_
             "new file in the scanner), skips building, reports healthy and keeps serving the old snapshot: "
             f"{outcome}, /healthz says {client.get('/healthz').data!r}")
         status = client.get("/status").get_json()
-        assert status["healthy"] is False and status["items"] == 60
+        assert status["healthy"] is False and status["items"] == served_files(corpus)
         assert client_feeds(client) == before
 
         failing["on"] = False  # the cause goes away; nothing else changes on disk

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, bump_mtime, generate, http_get, parse, poll, serve, steadily
+from helpers import ROOT, bump_mtime, generate, http_get, parse, poll, serve, served_files, steadily
 
 from syndicator.config import ConfigError, Settings, load_settings
 from syndicator.scan import Scanner
@@ -29,7 +29,7 @@ def test_granian_serves_parsable_feeds_304s_and_live_changes_in_every_worker(cor
         parsed = parse(body)
         assert not parsed.bozo and parsed.feed.link == base + "/topics/azure/" and parsed.entries
         assert http_get(base + "/feeds/azure.rss", {"If-None-Match": headers["ETag"]})[0] == 304
-        assert json.loads(http_get(base + "/status")[2])["items"] == 60
+        assert json.loads(http_get(base + "/status")[2])["items"] == served_files(corpus)
         # A change on disk shows up without a restart, in every worker.
         (corpus / "news" / "zz-new.md").write_text(
             "---\ntitle: Live change\npublishedDateTime: 2026-01-01T00:00:00Z\n"

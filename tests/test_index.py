@@ -124,12 +124,16 @@ def test_two_scans_of_one_tree_give_byte_identical_feeds(tmp_path, corpus):
 def test_hostile_corpus_keeps_every_good_item(tmp_path):
     generate(tmp_path / "bad", items=300, topics=20, bad=0.15)
     generate(tmp_path / "good", items=300, topics=20, bad=0.0)
-    bad = build_snapshot(Scanner(tmp_path / "bad").scan())
-    good = build_snapshot(Scanner(tmp_path / "good").scan())
+    bad_scan, good_scan = Scanner(tmp_path / "bad").scan(), Scanner(tmp_path / "good").scan()
+    bad, good = build_snapshot(bad_scan), build_snapshot(good_scan)
     hostile = {p.name for p in (tmp_path / "bad" / "news").iterdir() if p.name.startswith("bad-")}
     assert len(hostile) >= 24  # every case at least twice
     good_names = {p.name for p in (tmp_path / "bad" / "news").iterdir()} - hostile
-    assert good_names <= {i.path.split("/")[-1] for i in bad.all_items}
+    # Every good file is read; drafts and withdrawn items (published: false, removed: true) are not served.
+    assert good_names <= {i.path.split("/")[-1] for i in bad_scan.items}
+    withheld = {i.path.split("/")[-1] for i in bad_scan.items if i.draft}
+    assert withheld and good_names - withheld <= {i.path.split("/")[-1] for i in bad.all_items}
+    assert not withheld & {i.path.split("/")[-1] for i in bad.all_items}
     served_hostile = {i.path.split("/")[-1] for i in bad.all_items} & hostile
     reported = {p.path.split("/")[-1] for p in bad.problems}
     assert served_hostile | reported == hostile  # each hostile file is either served or reported
@@ -139,7 +143,8 @@ def test_hostile_corpus_keeps_every_good_item(tmp_path):
                  "alias-bomb", "huge-excerpt", "unterminated"):
         assert any(case in p.path for p in bad.problems), case
     assert all(isinstance(p, Problem) and p.reason for p in bad.problems)
-    assert len(good.all_items) == 300
+    assert len(good_scan.items) == 300 and not good_scan.problems
+    assert len(good.all_items) == sum(not i.draft for i in good_scan.items)
 
 
 def test_vanished_directory_raises_scan_error(tmp_path):

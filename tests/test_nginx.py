@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import ROOT, free_port, parse, serve, stop, wait_http
+from helpers import ROOT, free_port, parse, serve, served_files, stop, wait_http
 
 SITE = ROOT / "deploy" / "nginx-proxy.conf"
 PREFIX = "/news"  # the location deploy/nginx-proxy.conf serves the app under
@@ -289,7 +289,7 @@ def test_conditional_get_through_the_proxy(proxied):
     assert proxied.get(FEED, {"If-Modified-Since": earlier}).status == 200
 
 
-def test_gzip_through_the_proxy(proxied):
+def test_gzip_through_the_proxy(proxied, corpus):
     plain = proxied.get(FEED)
     assert plain.status == 200 and "Content-Encoding" not in plain.headers
 
@@ -306,7 +306,7 @@ def test_gzip_through_the_proxy(proxied):
     # The app sends /status uncompressed; nginx's own gzip takes over there.
     status = proxied.get("/status", {"Accept-Encoding": "gzip"})
     assert status.headers["Content-Encoding"] == "gzip"
-    assert json.loads(gzip.decompress(status.body))["items"] == 60
+    assert json.loads(gzip.decompress(status.body))["items"] == served_files(corpus)
 
 
 def test_the_cache_answers_repeats_without_asking_the_app(proxied):
