@@ -1,6 +1,7 @@
 """syndicator: topic feeds (RSS 2.0, Atom, JSON Feed) from a directory of Markdown news items.
 
-Data flows one way, and every import points down this map (tests/test_layout.py checks both):
+Data flows one way, and imports point down this map: tests/test_layout.py fails on an import cycle and
+on a module the map does not name (the parenthesised imports are the main ones, not a complete list).
 
     files ─read─▶ model ─scan─▶ snapshot ─render─▶ documents ─serve─▶ HTTP
 

@@ -20,8 +20,10 @@ def _add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
     for s in settings_of(command):
         # Strings here: the settings table converts and checks every value the same way, from a flag, the
         # environment or the config file, and its errors name the setting and the allowed values.
+        # A boolean flag alone means true (`--export-last-good`); it also takes a value (`--fs-events off`).
+        boolean = {"nargs": "?", "const": "true"} if s.kind is bool else {}
         parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.metavar or s.kind.__name__.upper(),
-                            help=f"{s.help} (default: {s.default!r}; env {s.env})")
+                            help=f"{s.help} (default: {s.default!r}; env {s.env})", **boolean)
     if any(command in s.required_by for s in SETTINGS):
         # Required, but it may come from the environment or the config file: argparse cannot know, so
         # the usage line says it and check_required enforces it.

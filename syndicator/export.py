@@ -268,6 +268,7 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
         return 2
     say(f"done in {time.perf_counter() - started:.1f} s")
     if not watch:
+        rescanner.flush()  # the parse cache, so that the next build (or a server) starts warm
         if pinger is not None:
             pinger.drain()
         return 0
@@ -285,4 +286,5 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
                     log.error("export failed, the previous export stays online: %s", exc)
     except KeyboardInterrupt:
         rescanner.stop()
+        rescanner.flush()
     return 0

@@ -67,7 +67,7 @@ def load(text: str, max_nodes: int, max_depth: int) -> dict | None:
     # entries. Indents stay strings of spaces: they compare like their lengths.
     lines: list[tuple[str, str]] = _LINE.findall(text)
     # A line adds at most three values (`- key: value`), and the document itself counts as one, as in
-    # content._check_shape: below this many lines the node bound cannot be reached, above it PyYAML and
+    # frontmatter._check_shape: below this many lines the node bound cannot be reached, above it PyYAML and
     # the exact check decide.
     if not lines or 3 * len(lines) + 1 > max_nodes:
         return None

@@ -74,7 +74,8 @@ def _parts(entry: FileEntry, last_good: bool = True) -> tuple[Item | None, Topic
     is now)."""
     result = entry.result
     if isinstance(result, Problem):
-        if result.stale and not last_good:
+        # An unreadable file (transient) is not known to be broken: its last good version stays.
+        if result.stale and not last_good and not result.transient:
             return None, None, Problem(result.path, result.reason.removesuffix(STALE_NOTE), transient=result.transient)
         good = entry.last_good if last_good else None
         return (good if isinstance(good, Item) else None, good if isinstance(good, TopicDef) else None, result)
@@ -227,7 +228,7 @@ class Scanner:
             listing = restamped(self._listing, todo) if self._listing is not None and not removed else None
         else:
             listing = self._walk()
-            # A listing that differs does not discard the stored snapshot: restored() takes it only when
+            # A listing that differs does not discard the stored snapshot: restored_snapshot() takes it only when
             # this scan finds every file as it was, which also covers a cache stored without a listing.
             if listing == self._listing and self._last is not None:
                 # Nothing changed (the common case, which must cost little more than the walk itself): one
@@ -256,6 +257,8 @@ class Scanner:
             last_good = old.last_good if old else None
             if isinstance(result, Item | TopicDef):
                 last_good = result
+            elif result is None:
+                last_good = None  # a YAML file that is no topic definition (any more) has no good version
             elif isinstance(result, Problem) and last_good is not None:
                 result = Problem(rel, result.reason + STALE_NOTE, stale=True,
                                  transient=result.transient)
@@ -380,7 +383,7 @@ class Scanner:
     def stored_snapshot(self, scan: ScanResult) -> Mapping[str, Any] | None:
         """The snapshot stored with the cache (its stored form), when `scan` (the first since loading it)
         found the directory exactly as it was then; a warm start publishes it without indexing 100k
-        items again (`snapshot.restored`). Given once: later calls return None."""
+        items again (`snapshot.restored_snapshot`). Given once: later calls return None."""
         stored, self._restored = self._restored, None
         if stored is None or scan.stats.changed or scan.stats.removed:
             return None

@@ -63,7 +63,7 @@ class Snapshot:
     basis: SnapshotBasis | None = field(default=None, compare=False, repr=False)
 
     def stored_form(self) -> dict[str, Any]:
-        """What the parse cache keeps of this snapshot (see `restored`): everything but the scan's
+        """What the parse cache keeps of this snapshot (see `restored_snapshot`): everything but the scan's
         figures and the rendered documents."""
         return {"topics": dict(self.topics), "all_items": self.all_items, "problems": self.problems,
                 "next_due": self.next_due, "newest": self.newest, "basis": self.basis}

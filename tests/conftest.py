@@ -15,6 +15,7 @@ from syndicator.web import create_app
 def private_cache(tmp_path_factory, monkeypatch):
     """Parse caches go to a scratch directory, never to the real ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)  # systemd's, which the default prefers
 
 
 @pytest.fixture(scope="session")

@@ -75,10 +75,14 @@ def test_build_exports_the_files_as_they_are_unless_told_to_keep_last_good_versi
     def exported_ids(out: Path) -> set[str]:
         return {item["id"] for item in json.loads((out / "feeds" / "all.json").read_text(encoding="utf-8"))["items"]}
 
+    before = {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()}
     plain = run(*common, "--out", str(tmp_path / "plain"))
     assert plain.returncode == 0, plain.stderr
+    # A one-shot build leaves its parse cache for the next one (written under its own rule).
+    assert {p.name: p.stat().st_mtime_ns for p in cache_dir.iterdir()} != before
+    assert "parse cache" in plain.stderr and "written" in plain.stderr
     assert "last good version" not in plain.stderr
-    kept = run(*common, "--out", str(tmp_path / "kept"), "--export-last-good", "true")
+    kept = run(*common, "--out", str(tmp_path / "kept"), "--export-last-good")
     assert kept.returncode == 0, kept.stderr
     assert f"exporting the last good version of {broken}" in kept.stderr
     # The broken file's last good version is the newest item: only the kept export has it.
@@ -178,3 +182,17 @@ def test_serve_script_installs_only_when_the_project_changed():
 
     install()  # up to date afterwards, whatever it was before
     assert "pip install" not in install()
+
+
+def test_a_yaml_file_that_stops_being_a_topic_definition_is_not_brought_back_by_a_later_break(tmp_path):
+    (tmp_path / "news").mkdir()
+    (tmp_path / "k8s.yaml").write_text("taxonomy: topic\n_id: k8s\nname: Kubernetes\n", encoding="utf-8")
+    scanner = Scanner(tmp_path)
+    assert [d.slug for d in scanner.scan().topic_defs] == ["k8s"]
+    (tmp_path / "k8s.yaml").write_text("some: other data\n", encoding="utf-8")
+    bump_mtime(tmp_path / "k8s.yaml")
+    assert scanner.scan().topic_defs == ()
+    (tmp_path / "k8s.yaml").write_text("some: [broken\n", encoding="utf-8")
+    bump_mtime(tmp_path / "k8s.yaml", 10)
+    broken = scanner.scan()
+    assert broken.topic_defs == () and [p.stale for p in broken.problems] == [False]

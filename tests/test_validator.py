@@ -38,7 +38,11 @@ FILE_CONTENT_TYPES = {".rss": "application/rss+xml; charset=utf-8", ".atom": "ap
 
 # (validator check, element) -> why the warning stays. Only for what publishers wrote or validator quirks;
 # never for our own markup.
-ALLOWED_WARNINGS: dict[tuple[str, str], str] = {}
+ALLOWED_WARNINGS: dict[tuple[str, str], str] = {
+    ("ArchiveIncomplete", "feed"): "validator quirk: a topic's only archive page has no prev-archive or next-archive "
+    "because there is no other archive (RFC 5005 section 4); fh:complete, which it suggests instead, means a "
+    "complete feed and would be wrong on an archive page",
+}
 
 
 # ----------------------------------------------------------------------------------------------- corpus
@@ -46,9 +50,9 @@ ALLOWED_WARNINGS: dict[tuple[str, str], str] = {}
 
 @pytest.fixture(scope="module")
 def content(tmp_path_factory) -> Path:
-    """Big enough that `all` and every topic have several archive pages at FEED_LIMIT, with the
-    generator's publisher text (entities, mojibake, markup in titles) and a few hostile files."""
-    return generate(tmp_path_factory.mktemp("fv-corpus") / "c", items=240, topics=6, bad=0.02)
+    """At FEED_LIMIT, topics with no archive page, with exactly one and with several (`all` has two dozen),
+    with the generator's publisher text (entities, mojibake, markup in titles) and a few hostile files."""
+    return generate(tmp_path_factory.mktemp("fv-corpus") / "c", items=240, topics=12, bad=0.02)
 
 
 COMMON = ("--feed-limit", str(FEED_LIMIT), "--site-url", SITE_URL)
@@ -244,6 +248,9 @@ def judge(results: list[dict], label: str, show=lambda target: target) -> None:
         summary.append(f"  {severity} {check} ({element}) in {feeds} feed(s), e.g. {where} line {event['line']} "
                        f"col {event['column']}: {event['message']}\n      ...{event['excerpt']}...")
     print("\n".join(summary))
+    seen = {(check, element) for (_severity, check, element) in by_check}
+    problems += [f"ALLOWED_WARNINGS lists {key}, which no feed shows any more: remove it" for key in ALLOWED_WARNINGS
+                 if key not in seen]
     assert not problems, (f"{len(problems)} finding(s) of the W3C feed validator ({label}):\n"
                           + "\n".join(problems[:60]) + ("\n..." if len(problems) > 60 else "")
                           + "\n\nBy check:\n" + "\n".join(summary[1:]))
@@ -269,7 +276,8 @@ def test_every_served_feed_validates_over_http(content, tmp_path):
                 assert archive_pages(found, base, slug, fmt) == set(range(1, pages + 1)), \
                     f"{slug}.{fmt}: {items} items make {pages} archive pages; links lead to " \
                     f"{sorted(archive_pages(found, base, slug, fmt))}"
-        assert min(counts.values()) > FEED_LIMIT, f"the corpus should give every topic archive pages: {counts}"
+        shapes = {min(math.ceil(max(0, n - FEED_LIMIT) / FEED_LIMIT), 2) for n in counts.values()}
+        assert shapes == {0, 1, 2}, f"the corpus should have topics with 0, 1 and several archive pages: {counts}"
         results = validate([{"target": url, "where": where} for url, where in found.items()], tmp_path)
     print(f"\n{len(found)} feeds discovered and validated over HTTP in {time.monotonic() - started:.1f} s")
     judge(results, "syndicator serve over HTTP", show=lambda url: url.removeprefix(base))
