@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from typing import Any
 
 from .config import SETTINGS, ConfigError, Settings, check_required, load_settings, settings_of
 
@@ -21,7 +22,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
         # Strings here: the settings table converts and checks every value the same way, from a flag, the
         # environment or the config file, and its errors name the setting and the allowed values.
         # A boolean flag alone means true (`--export-last-good`); it also takes a value (`--fs-events off`).
-        boolean = {"nargs": "?", "const": "true"} if s.kind is bool else {}
+        boolean: dict[str, Any] = {"nargs": "?", "const": "true"} if s.kind is bool else {}
         parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.metavar or s.kind.__name__.upper(),
                             help=f"{s.help} (default: {s.default!r}; env {s.env})", **boolean)
     if any(command in s.required_by for s in SETTINGS):
