@@ -115,6 +115,12 @@ class Settings:
     feed_limit: int = _setting(50, "newest items in each subscription feed", commands=SERVE_BUILD,
                                check=at_least(1))
     title: str = _setting("syndicator", "site title shown in feeds and pages", commands=SERVE_BUILD)
+    logo_url: str = _setting("", "the site's logo: the image of feeds whose topic has none of its own",
+                             commands=SERVE_BUILD, check=http_url(strip_slash=False), metavar="URL")
+    icon_url: str = _setting("", "the site's icon: Atom icon and JSON Feed favicon, shown beside a feed's name",
+                             commands=SERVE_BUILD, check=http_url(strip_slash=False), metavar="URL")
+    related_limit: int = _setting(10, "related links shown per entry in feeds and pages (the first, as listed)",
+                                  commands=SERVE_BUILD, check=at_least(0))
     workers: int = _setting(2, "worker processes of `serve`", commands=SERVE, check=at_least(1))
     trusted_proxies: int = _setting(0, "number of reverse proxies whose X-Forwarded-* headers are trusted",
                                     commands=SERVE, check=at_least(0))

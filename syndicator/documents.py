@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from . import feeds
 from .config import Settings
+from .entry import DEFAULT_RELATED
 from .model import Item
 from .snapshot import Snapshot, Topic
 
@@ -43,12 +44,16 @@ class Site:
     hub_url: str = ""
     feed_limit: int = 50
     interval: int = 60
+    logo: str = ""
+    icon: str = ""
+    related_limit: int = DEFAULT_RELATED
 
     @classmethod
     def of(cls, settings: Settings, base_url: str | None = None) -> Site:
         """The site that `settings` describe, at `base_url` (default: the configured base_url)."""
         return cls(settings.base_url if base_url is None else base_url, settings.title, settings.hub_url,
-                   settings.feed_limit, settings.interval)
+                   settings.feed_limit, settings.interval, settings.logo_url, settings.icon_url,
+                   settings.related_limit)
 
     def feed_url(self, slug: str, fmt: str, page: int | None = None) -> str:
         if page is None:
@@ -179,7 +184,8 @@ def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | N
         key=slug, title=title, description=description, items=docs, updated=updated,
         self_url={f: site.feed_url(slug, f, page) for f in feeds.FORMATS},
         html_url=site.html_url(slug), links=tuple(links), archive=page is not None,
-        image=topic.image if topic else "", ttl_minutes=max(1, math.ceil(site.interval / 60)),
+        image=(topic.definition.image if topic and topic.definition and topic.definition.image else site.logo),
+        icon=site.icon, related_limit=site.related_limit, ttl_minutes=max(1, math.ceil(site.interval / 60)),
         stylesheet=f"{site.base_url}/static/feed.xsl",
     )
     return result, max_age
