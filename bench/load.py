@@ -351,7 +351,8 @@ def expected_status(content: Path, cache_dir: Path) -> dict:
 def observed_status(base: str) -> dict:
     """What a worker's /status says, in the terms of expected_status."""
     status = json.loads(http_get(base + "/status")[2])
-    return {"items": status["items"], "topics": status["topics"],
+    return {"items": status["items"],
+            "topics": [{key: t[key] for key in ("slug", "name", "items")} for t in status["topics"]],
             "problems": sorted(p["path"] for p in status["problems"])}
 
 

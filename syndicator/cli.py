@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     helps = {
         "serve": "serve the feeds over HTTP (gunicorn or granian)",
         "check": "list every problem in the content directory; exit 1 if any",
-        "topics": "print slug, item count and name of every topic",
+        "topics": "print slug, item count, name and item count per kind of every topic",
         "build": "write every feed, page and OPML as static files (plus .gz)",
     }
     commands = {}
@@ -86,8 +86,14 @@ def cmd_check(settings: Settings, fmt: str) -> int:
 def cmd_topics(settings: Settings) -> int:
     snapshot = _scan(settings)
     width = max((len(slug) for slug in snapshot.topics), default=4)
+    from .documents import items_of, kinds
+
     for topic in snapshot.topics.values():
-        print(f"{topic.slug:<{width}}  {len(topic.items):>6}  {topic.name}")
+        # Each kind has its own feeds (/feeds/<slug>/<kind>.rss); a subtopic names its parent.
+        per_kind = ", ".join(f"{kind} {len(items_of(snapshot, topic.slug, kind) or ())}"
+                             for kind in kinds(snapshot, topic.slug))
+        parent = f"  (in {topic.parent})" if topic.parent else ""
+        print(f"{topic.slug:<{width}}  {len(topic.items):>6}  {topic.name}  [{per_kind}]{parent}")
     return 0
 
 

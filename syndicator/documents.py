@@ -55,10 +55,11 @@ class Site:
                    settings.feed_limit, settings.interval, settings.logo_url, settings.icon_url,
                    settings.related_limit)
 
-    def feed_url(self, slug: str, fmt: str, page: int | None = None) -> str:
-        if page is None:
-            return f"{self.base_url}/feeds/{slug}.{fmt}"
-        return f"{self.base_url}/feeds/{slug}/archive/{page}.{fmt}"
+    def feed_url(self, slug: str, fmt: str, page: int | None = None, kind: str | None = None) -> str:
+        """/feeds/<slug>.<fmt>, its archive pages, and the same for one kind of item (/feeds/<slug>/video.rss):
+        no query string, so a static export has them all."""
+        base = f"{self.base_url}/feeds/{slug}" + (f"/{kind}" if kind else "")
+        return f"{base}.{fmt}" if page is None else f"{base}/archive/{page}.{fmt}"
 
     def html_url(self, slug: str) -> str:
         return f"{self.base_url}/" if slug == "all" else f"{self.base_url}/topics/{slug}/"
@@ -72,6 +73,7 @@ class FeedKey(NamedTuple):
     fmt: str  #: "rss", "atom" or "json"
     page: int | None = None  #: archive page number; None for the subscription feed
     limit: int | None = None  #: `?limit=N` when below feed_limit; None for the full feed
+    kind: str | None = None  #: only items of this kind (video, download, ...); None for every item
 
 
 class PageKey(NamedTuple):
@@ -87,6 +89,22 @@ class PaginationKey(NamedTuple):
 
     slug: str  #: topic slug, or "all"
     limit: int  #: items per page
+    kind: str | None = None  #: of the items of this kind only
+
+
+class KindsKey(NamedTuple):
+    """A topic's items of one kind, or (kind None) the kinds present, in a snapshot's memo."""
+
+    slug: str
+    kind: str | None
+
+
+KIND_LABELS = {"article": "articles", "video": "videos", "download": "downloads"}
+
+
+def kind_label(kind: str) -> str:
+    """How a feed of one kind is named: "videos"; another kind by its name ("podcast items")."""
+    return KIND_LABELS.get(kind, f"{kind} items")
 
 
 @dataclass(frozen=True)
@@ -137,25 +155,50 @@ def make_document(body: bytes, content_type: str, last_modified: dt.datetime, ma
                     browser_type=browser_type)
 
 
-def _items_of(snapshot: Snapshot, slug: str) -> tuple[Item, ...] | None:
+def items_of(snapshot: Snapshot, slug: str, kind: str | None = None) -> tuple[Item, ...] | None:
+    """A topic's (or "all"'s) served items, newest first, all or of one kind; None when there are none."""
     if slug == "all":
-        return snapshot.all_items
-    topic = snapshot.topics.get(slug)
-    return topic.items if topic is not None else None
+        items = snapshot.all_items
+    else:
+        topic = snapshot.topics.get(slug)
+        if topic is None:
+            return None
+        items = topic.items
+    if kind is None:
+        return items
+    key = KindsKey(slug, kind)
+    found = snapshot.memo.get(key)
+    if found is None:
+        found = snapshot.memo[key] = tuple(item for item in items if item.kind == kind)
+    return found or None  # no feed of a kind the topic does not have
+
+
+def kinds(snapshot: Snapshot, slug: str) -> tuple[str, ...]:
+    """The kinds of item a topic (or "all") holds, most frequent first: each has its own feeds."""
+    key = KindsKey(slug, None)
+    found = snapshot.memo.get(key)
+    if found is None:
+        items = items_of(snapshot, slug) or ()
+        counts: dict[str, int] = {}
+        for item in items:
+            counts[item.kind] = counts.get(item.kind, 0) + 1
+        found = snapshot.memo[key] = tuple(sorted(counts, key=lambda k: (-counts[k], k)))
+    return found
 
 
 def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
-              limit: int | None = None) -> tuple[feeds.FeedPage, int] | None:
-    """The FeedPage for a topic's subscription feed (page None) or archive page, and its max-age.
-
-    None when the topic or page does not exist.
+              limit: int | None = None, kind: str | None = None) -> tuple[feeds.FeedPage, int] | None:
+    """The FeedPage for a topic's subscription feed (page None) or archive page, of every item or of one
+    kind, and its max-age. None when the topic, kind or page does not exist.
     """
-    items = _items_of(snapshot, slug)
+    items = items_of(snapshot, slug, kind)
     if items is None:
         return None
-    current, archives = _pages(snapshot, slug, items, site.feed_limit)
+    current, archives = _pages(snapshot, slug, items, site.feed_limit, kind)
     topic: Topic | None = snapshot.topics.get(slug)
     name = topic.name if topic else "All items"
+    if kind is not None:
+        name = f"{name}: {kind_label(kind)}"
     links: list[feeds.Link] = []
     if site.hub_url:
         links.append(feeds.Link("hub", site.hub_url))
@@ -164,25 +207,25 @@ def feed_page(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | N
         docs = current[:limit] if limit else current
         title = f"{site.title}: {name}"
         if archives:
-            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, len(archives))))
+            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, len(archives), kind)))
     else:
         if not 1 <= page <= len(archives):
             return None
         docs = archives[page - 1]
         title = f"{site.title}: {name} (archive {page})"
-        links.append(feeds.Link("current", site.feed_url(slug, fmt)))
+        links.append(feeds.Link("current", site.feed_url(slug, fmt, None, kind)))
         if page > 1:
-            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, page - 1)))
+            links.append(feeds.Link("prev-archive", site.feed_url(slug, fmt, page - 1, kind)))
         if page < len(archives):
-            links.append(feeds.Link("next-archive", site.feed_url(slug, fmt, page + 1)))
+            links.append(feeds.Link("next-archive", site.feed_url(slug, fmt, page + 1, kind)))
         if len(docs) == site.feed_limit:
             max_age = ARCHIVE_MAX_AGE
     updated = max((i.updated for i in docs), default=snapshot.newest)
     description = (topic.description if topic and topic.description else
                    f"Newest {name} stories" if topic else "Newest stories of every topic")
     result = feeds.FeedPage(
-        key=slug, title=title, description=description, items=docs, updated=updated,
-        self_url={f: site.feed_url(slug, f, page) for f in feeds.FORMATS},
+        key=slug if kind is None else f"{slug}/{kind}", title=title, description=description, items=docs,
+        updated=updated, self_url={f: site.feed_url(slug, f, page, kind) for f in feeds.FORMATS},
         html_url=site.html_url(slug), links=tuple(links), archive=page is not None,
         image=(topic.definition.image if topic and topic.definition and topic.definition.image else site.logo),
         icon=site.icon, related_limit=site.related_limit, ttl_minutes=max(1, math.ceil(site.interval / 60)),
@@ -204,9 +247,9 @@ def memoized(snapshot: Snapshot, key: FeedKey | PageKey, make: Callable[[], Docu
     return doc
 
 
-def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int):
+def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int, kind: str | None = None):
     """The RFC 5005 split of a topic, computed once per snapshot (every archive page needs it)."""
-    key = PaginationKey(slug, limit)
+    key = PaginationKey(slug, limit, kind)
     found = snapshot.memo.get(key)
     if found is None:
         found = snapshot.memo[key] = feeds.paginate(items, limit)
@@ -214,12 +257,12 @@ def _pages(snapshot: Snapshot, slug: str, items: tuple[Item, ...], limit: int):
 
 
 def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int | None = None,
-                  limit: int | None = None) -> Document | None:
+                  limit: int | None = None, kind: str | None = None) -> Document | None:
     """The rendered feed document, memoised in the snapshot. None when it does not exist."""
-    key = FeedKey(site, slug, fmt, page, limit)
+    key = FeedKey(site, slug, fmt, page, limit, kind)
     if key in snapshot.memo:
         return snapshot.memo[key]
-    found = feed_page(snapshot, site, slug, fmt, page, limit)
+    found = feed_page(snapshot, site, slug, fmt, page, limit, kind)
     if found is None:
         return None
     fp, max_age = found
@@ -231,11 +274,14 @@ def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int
 
 def opml_document(snapshot: Snapshot, site: Site) -> Document:
     """OPML 2.0 of every topic's RSS feed, for importing all topics into a reader at once."""
+    def outline(topic: Topic) -> dict:
+        return {"text": topic.name, "xmlUrl": site.feed_url(topic.slug, "rss"), "htmlUrl": site.html_url(topic.slug),
+                **({"description": topic.description} if topic.description else {}),
+                "children": [outline(snapshot.topics[child]) for child in topic.children]}
+
     def make() -> Document:
-        outlines = [{"text": topic.name, "xmlUrl": site.feed_url(topic.slug, "rss"),
-                     "htmlUrl": site.html_url(topic.slug),
-                     **({"description": topic.description} if topic.description else {})}
-                    for topic in snapshot.topics.values()]
+        # Subtopics nest in their parent's outline, as they do on the index page.
+        outlines = [outline(topic) for topic in snapshot.topics.values() if not topic.parent]
         body = feeds.render_opml(f"{site.title}: topics", snapshot.newest, outlines)
         return make_document(body, "text/x-opml; charset=utf-8", snapshot.newest, site.interval)
 

@@ -27,6 +27,7 @@ from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
+REDIRECTS = ".redirects.nginx"  # hidden: nginx serves no dot files; its server block includes this one
 STATIC_FILES = ("style.css", "filter.js", "feed.xsl")
 
 
@@ -43,20 +44,35 @@ class ExportResult:
 
 
 def feed_files(snapshot: Snapshot, site: documents.Site, slug: str) -> Iterator[tuple[str, bytes]]:
-    """Every feed document of one topic (all formats, subscription and archives) as (path, bytes)."""
-    for fmt in feeds.FORMATS:
-        current = documents.feed_document(snapshot, site, slug, fmt)
-        assert current is not None, f"{slug} is a topic of the snapshot"
-        yield f"feeds/{slug}.{fmt}", current.body
-        page = 1
-        while (doc := documents.feed_document(snapshot, site, slug, fmt, page)) is not None:
-            yield f"feeds/{slug}/archive/{page}.{fmt}", doc.body
-            page += 1
+    """Every feed document of one topic (all formats, subscription and archives, of every item and of
+    each kind) as (path, bytes)."""
+    for kind in (None, *documents.kinds(snapshot, slug)):
+        base = f"feeds/{slug}" + (f"/{kind}" if kind else "")
+        for fmt in feeds.FORMATS:
+            current = documents.feed_document(snapshot, site, slug, fmt, kind=kind)
+            assert current is not None, f"{slug} is a topic of the snapshot"
+            yield f"{base}.{fmt}", current.body
+            page = 1
+            while (doc := documents.feed_document(snapshot, site, slug, fmt, page, kind=kind)) is not None:
+                yield f"{base}/archive/{page}.{fmt}", doc.body
+                page += 1
+
+
+def redirect_rules(snapshot: Snapshot) -> bytes:
+    """nginx rewrite rules for renamed topics (a definition's aliases): every URL of the former slug
+    answers 301 with the new one, as the server does. Included by deploy/nginx-static.conf."""
+    lines = ["# Written by syndicator build: renamed topics (aliases). nginx reads it when it (re)loads."]
+    for old, new in sorted(snapshot.aliases.items()):
+        lines.append(f"rewrite ^/feeds/{old}((?:/[a-z0-9-]+)?(?:/archive/[0-9]+)?\\.(?:rss|atom|json))$ "
+                     f"/feeds/{new}$1 permanent;")
+        lines.append(f"rewrite ^/topics/{old}/(.*)$ /topics/{new}/$1 permanent;")
+    return ("\n".join(lines) + "\n").encode()
 
 
 def other_files(snapshot: Snapshot, site: documents.Site, settings: Settings) -> Iterator[tuple[str, bytes]]:
     """OPML, HTML pages and static files as (path, bytes), rendered by the code that serves HTTP."""
     yield "topics.opml", documents.opml_document(snapshot, site).body
+    yield REDIRECTS, redirect_rules(snapshot)
     yield from _pages(snapshot, settings)
     static = Path(__file__).parent / "static"
     for name in STATIC_FILES:
@@ -104,6 +120,8 @@ def _put_all(target: _Target, files: Iterator[tuple[str, bytes]]) -> list[tuple[
     results = []
     for rel, body in files:
         results.append((rel, *target.put(rel, body)))
+        if rel == REDIRECTS:
+            continue  # configuration, not a document
         gz = gzip.compress(body, compresslevel=6, mtime=0)
         results.append((rel + ".gz", *target.put(rel + ".gz", gz)))
     return results

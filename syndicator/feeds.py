@@ -211,8 +211,9 @@ def render_atom(page: FeedPage) -> bytes:
     return _with_stylesheet(body, page)
 
 
-def render_opml(title: str, updated: dt.datetime, outlines: Sequence[dict[str, str]]) -> bytes:
-    """OPML 2.0 listing feeds; each outline gives text, xmlUrl, htmlUrl and optionally description."""
+def render_opml(title: str, updated: dt.datetime, outlines: Sequence[dict]) -> bytes:
+    """OPML 2.0 listing feeds; each outline gives text, xmlUrl, htmlUrl, optionally description, and
+    "children": the outlines nested in it (subtopics)."""
     from email.utils import format_datetime
 
     root = etree.Element("opml", version="2.0")
@@ -221,8 +222,14 @@ def render_opml(title: str, updated: dt.datetime, outlines: Sequence[dict[str, s
     etree.SubElement(head, "dateModified").text = format_datetime(updated.astimezone(dt.timezone.utc), usegmt=True)
     etree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
     body = etree.SubElement(root, "body")
-    for outline in outlines:
-        etree.SubElement(body, "outline", {"type": "rss", "title": outline["text"], **outline})
+
+    def add(parent, outlines: Sequence[dict]) -> None:
+        for outline in outlines:
+            attributes = {k: v for k, v in outline.items() if k != "children"}
+            element = etree.SubElement(parent, "outline", {"type": "rss", "title": outline["text"], **attributes})
+            add(element, outline.get("children", ()))
+
+    add(body, outlines)
     return etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=True)
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import operator
 import threading
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import topictree
 from .model import Item, Problem, TopicDef
 from .scan import PATCH_LIMIT, Scanner, ScanResult, ScanStats
 from .urls import slugify
@@ -26,8 +28,10 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 class Topic:
     slug: str
     name: str
-    items: tuple[Item, ...]  # newest first, drafts and future items excluded
+    items: tuple[Item, ...]  # newest first, drafts and future items excluded; a parent's include its subtopics'
     definition: TopicDef | None = None
+    parent: str = ""  # the parent topic's slug; "" for a top-level topic
+    children: tuple[str, ...] = ()  # the direct subtopics' slugs
 
     @property
     def description(self) -> str:
@@ -61,12 +65,14 @@ class Snapshot:
     memo_sites: set[Any] = field(default_factory=set, compare=False, repr=False)
     # What build_snapshot needs to patch this snapshot for a few changed items.
     basis: SnapshotBasis | None = field(default=None, compare=False, repr=False)
+    aliases: Mapping[str, str] = field(default_factory=dict)  # a renamed topic's former slug -> its slug
 
     def stored_form(self) -> dict[str, Any]:
         """What the parse cache keeps of this snapshot (see `restored_snapshot`): everything but the scan's
         figures and the rendered documents."""
         return {"topics": dict(self.topics), "all_items": self.all_items, "problems": self.problems,
-                "next_due": self.next_due, "newest": self.newest, "basis": self.basis}
+                "next_due": self.next_due, "newest": self.newest, "basis": self.basis,
+                "aliases": dict(self.aliases)}
 
 
 def restored_snapshot(scanner: Scanner, scan: ScanResult) -> Snapshot | None:
@@ -77,7 +83,8 @@ def restored_snapshot(scanner: Scanner, scan: ScanResult) -> Snapshot | None:
         return None
     return Snapshot(topics=MappingProxyType(stored["topics"]), all_items=stored["all_items"],
                     problems=stored["problems"], scan_seconds=scan.seconds, stats=scan.stats,
-                    next_due=stored["next_due"], newest=stored["newest"], basis=stored["basis"])
+                    next_due=stored["next_due"], newest=stored["newest"], basis=stored["basis"],
+                    aliases=stored["aliases"])
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class SnapshotBasis:
     slug_of: dict[str, str]  # topic name as written -> slug
     by_id: Mapping[str, Item]  # every item by id, served or not (drafts, future)
     clean: bool  # no problems of its own (duplicate ids, slug collisions) that a change could resolve
+    parent_of: Mapping[str, str] = field(default_factory=dict)  # topic slug -> its parent's slug
 
 
 
@@ -164,6 +172,15 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         display[slug] = name
         by_name[key] = slug_of[name] = slug
 
+    def slug_for(name: str) -> str | None:  # a topic named by its name or its slug
+        known = by_name.get(name.casefold())
+        return known if known is not None else (slugify(name) if slugify(name) in display else None)
+
+    parent_of, tree_problems = topictree.parents(defs.values(), slug_for)
+    renamed, alias_problems = topictree.aliases(defs.values(), display)
+    problems += tree_problems + alias_problems
+    kids = topictree.children(parent_of)
+
     members: dict[str, list[Item]] = {slug: [] for slug in display}
     for item in served:
         names_of_item = item.topics
@@ -175,8 +192,10 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
 
     old_topics: Mapping[str, Topic] = previous.topics if previous is not None else {}
     topics: dict[str, Topic] = {}
+    items_of = topictree.with_descendants(members, parent_of)
     for slug in sorted(members):
-        topic = Topic(slug, display[slug], tuple(members[slug]), defs.get(slug))
+        topic = Topic(slug, display[slug], items_of[slug], defs.get(slug), parent_of.get(slug, ""),
+                      kids.get(slug, ()))
         old = old_topics.get(slug)
         if old is not None and old == topic:
             topic = old  # unchanged: keep the object so its rendered feeds are reused
@@ -192,7 +211,8 @@ def build_snapshot(scan: ScanResult, now: dt.datetime | None = None,
         next_due=next_due,
         newest=max(map(_UPDATED, all_items), default=EPOCH),
         basis=SnapshotBasis(defs=scan.topic_defs, slug_of=slug_of, by_id=by_id,
-                            clean=len(problems) == len(scan.problems)),
+                            clean=len(problems) == len(scan.problems), parent_of=parent_of),
+        aliases=renamed,
     )
 
 
@@ -221,7 +241,7 @@ def patched_snapshot(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> 
     if all_items is None:
         return None
     topics = dict(previous.topics)
-    touched = {basis.slug_of[name] for item in (*gone, *came) for name in item.topics}
+    touched = {slug for item in (*gone, *came) for slug in _slugs(item, basis)}
     for slug in sorted(touched):
         old = topics[slug]
         items = _replace_sorted(old.items, [i for i in gone if slug in _slugs(i, basis)],
@@ -233,7 +253,7 @@ def patched_snapshot(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> 
         if any(name not in used for item in gone for name in item.topics if basis.slug_of[name] == slug):
             return None
         if items != old.items:
-            topics[slug] = Topic(slug, old.name, items, old.definition)
+            topics[slug] = dataclasses.replace(old, items=items)
     newest = previous.newest
     if any(i.updated >= newest for i in gone) or any(i.updated > newest for i in came):
         newest = max(map(_UPDATED, all_items), default=EPOCH)
@@ -241,12 +261,16 @@ def patched_snapshot(previous: Snapshot, scan: ScanResult, now: dt.datetime) -> 
         topics=MappingProxyType(topics), all_items=all_items,
         problems=tuple(sorted(scan.problems, key=lambda p: (p.path, p.reason))),
         scan_seconds=scan.seconds, stats=scan.stats, next_due=previous.next_due, newest=newest,
-        basis=SnapshotBasis(defs=basis.defs, slug_of=basis.slug_of, by_id=by_id, clean=True),
+        basis=SnapshotBasis(defs=basis.defs, slug_of=basis.slug_of, by_id=by_id, clean=True,
+                            parent_of=basis.parent_of),
+        aliases=previous.aliases,
     )
 
 
 def _slugs(item: Item, basis: SnapshotBasis) -> set[str]:
-    return {basis.slug_of[name] for name in item.topics}
+    """The topics whose feeds hold `item`: its own and their ancestors."""
+    own = {basis.slug_of[name] for name in item.topics}
+    return own.union(*(topictree.ancestors(slug, basis.parent_of) for slug in own))
 
 
 def _replace_sorted(items: tuple[Item, ...], gone: list[Item] | tuple[Item, ...],

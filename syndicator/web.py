@@ -11,12 +11,12 @@ from pathlib import Path
 from flask import Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import documents, feeds, responses
+from . import documents, entry, feeds, responses
 from .config import Settings, check_settings
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .scheduler import Rescanner
-from .snapshot import Publisher, Snapshot
+from .snapshot import Publisher, Snapshot, Topic
 from .websub import Pinger
 
 log = logging.getLogger(__name__)
@@ -222,37 +222,71 @@ def _routes(app: Flask) -> None:
     def archive(slug: str, page: int, fmt: str):
         return _feed(slug, fmt, page)
 
-    def _feed(slug: str, fmt: str, page: int | None):
+    @app.get("/feeds/<slug>/<kind>.<fmt>")
+    def kind_feed(slug: str, kind: str, fmt: str):
+        return _feed(slug, fmt, None, kind)
+
+    @app.get("/feeds/<slug>/<kind>/archive/<int:page>.<fmt>")
+    def kind_archive(slug: str, kind: str, page: int, fmt: str):
+        return _feed(slug, fmt, page, kind)
+
+    def _feed(slug: str, fmt: str, page: int | None, kind: str | None = None):
         if fmt not in feeds.FORMATS:
             abort(404, f"unknown feed format {fmt[:20]!r}; use .rss, .atom or .json")
         snapshot = current_snapshot()
         limit = _limit_param() if page is None else None
-        doc = documents.feed_document(snapshot, current_site(), slug, fmt, page, limit)
+        doc = documents.feed_document(snapshot, current_site(), slug, fmt, page, limit, kind)
         if doc is None:
             if slug != "all" and slug not in snapshot.topics:
+                _redirect_renamed(snapshot, slug)
                 abort(404, f"unknown topic {slug[:80]!r}")
+            if kind is not None and kind not in documents.kinds(snapshot, slug):
+                abort(404, f"topic {slug!r} has no items of kind {kind[:40]!r}")
             abort(404, f"topic {slug!r} has no archive page {page}")
         return send_document(doc)
+
+    def _redirect_renamed(snapshot: Snapshot, slug: str) -> None:
+        """A renamed topic's former slug answers every one of its URLs with a 301 to the new one, so that
+        subscribers follow it (feed readers update a permanently redirected subscription)."""
+        new = snapshot.aliases.get(slug)
+        if new is not None:
+            path = request.path
+            at = path.index(f"/{slug}", len("/feeds") if path.startswith("/feeds/") else len("/topics"))
+            target = public_base() + path[:at] + f"/{new}" + path[at + len(slug) + 1:]
+            query = request.query_string.decode("latin-1")
+            abort(Response(status=301, headers={"Location": target + (f"?{query}" if query else ""),
+                                                "Cache-Control": f"public, max-age={_settings().interval}"}))
 
     @app.get("/")
     def index():
         snapshot = current_snapshot()
-        return _page("index.html", snapshot, topics=list(snapshot.topics.values()))
+        return _page("index.html", snapshot, topics=list(snapshot.topics.values()),
+                     kinds=documents.kinds(snapshot, "all"))
 
     @app.get("/topics/<slug>/")
     def topic_page(slug: str):
         snapshot = current_snapshot()
         topic = snapshot.topics.get(slug)
         if topic is None:
+            _redirect_renamed(snapshot, slug)
             abort(404, f"unknown topic {slug[:80]!r}")
-        return _page("topic.html", snapshot, topic=topic, items=topic.items[:_settings().feed_limit])
+        up, ancestors = topic.parent, list[Topic]()
+        while up:
+            ancestors.insert(0, snapshot.topics[up])
+            up = snapshot.topics[up].parent
+        return _page("topic.html", snapshot, topic=topic, items=topic.items[:_settings().feed_limit],
+                     kinds=documents.kinds(snapshot, slug), ancestors=ancestors,
+                     subtopics=[snapshot.topics[child] for child in topic.children])
 
     def _page(template: str, snapshot: Snapshot, **context) -> Response:
         site = current_site()
         key = documents.PageKey(site, template, context["topic"].slug if context.get("topic") else None)
 
         def make() -> documents.Document:
-            body = render_template(template, site=site, snapshot=snapshot, **context).encode("utf-8")
+            body = render_template(template, site=site, snapshot=snapshot, kind_label=documents.kind_label,
+                                   duration_text=entry.duration_text, watch_text=entry.watch_text,
+                                   download_text=entry.download_text, related=entry.related,
+                                   **context).encode("utf-8")
             return documents.make_document(body, "text/html; charset=utf-8", snapshot.newest, site.interval)
 
         return send_document(documents.memoized(snapshot, key, make))
@@ -296,8 +330,11 @@ def _routes(app: Flask) -> None:
             "last_scan": publisher.last_scan.isoformat() if publisher.last_scan else None,
             "scan_seconds": round(publisher.scan_seconds, 4),
             "items": len(snapshot.all_items) if snapshot else 0,
-            "topics": [{"slug": t.slug, "name": t.name, "items": len(t.items)}
-                       for t in (snapshot.topics.values() if snapshot else ())],
+            "topics": [] if snapshot is None else [
+                {"slug": t.slug, "name": t.name, "items": len(t.items), "parent": t.parent or None,
+                 "kinds": [{"kind": kind, "items": len(documents.items_of(snapshot, t.slug, kind) or ())}
+                           for kind in documents.kinds(snapshot, t.slug)]}
+                for t in snapshot.topics.values()],
             "problems": [{"path": p.path, "reason": p.reason, "stale": p.stale}
                          for p in (snapshot.problems if snapshot else ())],
         }

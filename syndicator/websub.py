@@ -29,12 +29,13 @@ def changed_feed_urls(old: Snapshot | None, new: Snapshot, site: documents.Site)
     """URLs of the subscription feeds (every format) whose bytes differ between two snapshots."""
     urls = []
     for slug in ("all", *new.topics):
-        for fmt in feeds.FORMATS:
-            doc = documents.feed_document(new, site, slug, fmt)
-            assert doc is not None, f"{slug} is a topic of the snapshot"
-            before = documents.feed_document(old, site, slug, fmt) if old is not None else None
-            if before is None or before.etag != doc.etag:
-                urls.append(site.feed_url(slug, fmt))
+        for kind in (None, *documents.kinds(new, slug)):
+            for fmt in feeds.FORMATS:
+                doc = documents.feed_document(new, site, slug, fmt, kind=kind)
+                assert doc is not None, f"{slug} is a topic of the snapshot"
+                before = documents.feed_document(old, site, slug, fmt, kind=kind) if old is not None else None
+                if before is None or before.etag != doc.etag:
+                    urls.append(site.feed_url(slug, fmt, None, kind))
     return urls
 
 

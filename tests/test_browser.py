@@ -130,8 +130,11 @@ def test_autodiscovery_links_resolve_to_valid_feeds(browser, site):
     page = browser.new_page()
     page.goto(site + "/topics/ai/")
     hrefs = page.eval_on_selector_all("link[rel=alternate]", "els => els.map(e => [e.type, e.href])")
-    assert [t for t, _ in hrefs] == ["application/rss+xml", "application/atom+xml", "application/feed+json"]
-    for kind, href in hrefs[:2]:
+    types = ["application/rss+xml", "application/atom+xml", "application/feed+json"]
+    # The topic's feeds, then the same per kind of item (here only articles).
+    assert [t for t, _ in hrefs] == types * 2
+    assert [h.split("/feeds/", 1)[1] for _, h in hrefs[3:]] == ["ai/article.rss", "ai/article.atom", "ai/article.json"]
+    for kind, href in hrefs[:2] + hrefs[3:5]:
         response = page.request.get(href, headers={"Accept": kind})
         assert response.ok and response.headers["content-type"].startswith(kind)
         assert [e.title for e in parse(response.body()).entries] == [

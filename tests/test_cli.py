@@ -36,8 +36,11 @@ def test_check_on_a_missing_directory_says_so(tmp_path):
 def test_topics_prints_slug_name_count(corpus):
     lines = run("topics", "--content", str(corpus)).stdout.splitlines()
     assert len(lines) == 8
-    slug, count, name = lines[1].split(None, 2)
+    slug, count, rest = lines[1].split(None, 2)
+    name, kinds = rest.split("  [")
     assert slug == "azure" and name == "Azure" and int(count) > 0
+    per_kind = dict(part.split(" ") for part in kinds.removesuffix("]").split(", "))
+    assert set(per_kind) <= {"article", "video", "download"} and sum(map(int, per_kind.values())) == int(count)
 
 
 def test_settings_precedence_file_env_flag(tmp_path):
@@ -100,7 +103,7 @@ def test_each_command_offers_exactly_the_flags_its_settings_rows_name():
 
 
 def test_help_says_what_the_commands_print_and_which_flags_are_required():
-    assert "slug, item count and name" in run("--help").stdout
+    assert "slug, item count, name and item count per kind" in run("--help").stdout
     check = run("check", "--help").stdout
     assert "--format {text,json}" in check and "one 'PATH: reason' line per problem" in check
     build = " ".join(run("build", "--help").stdout.split())

@@ -600,17 +600,18 @@ def _run(*cmd: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MiB filesystem of its own to fill: tmpfs, or an ext4 image on a loop device when tmpfs cannot be
+    """An 8 MiB filesystem of its own to fill (room for a 10-item export with its per-kind feeds): tmpfs,
+    or an ext4 image on a loop device when tmpfs cannot be
     mounted. Either needs root (CAP_SYS_ADMIN); without it the test fails, it is not skipped."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     tried = []
-    result = _run("mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mnt))
+    result = _run("mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mnt))
     if result.returncode != 0:
         tried.append(f"mount -t tmpfs: {result.stderr.strip() or result.returncode}")
         image = tmp_path / "disk.img"
         with open(image, "wb") as f:
-            f.truncate(4 * 1024 * 1024)
+            f.truncate(10 * 1024 * 1024)
         result = _run("mkfs.ext4", "-q", "-F", "-m", "0", str(image))
         if result.returncode == 0:
             result = _run("mount", "-o", "loop", str(image), str(mnt))

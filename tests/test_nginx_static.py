@@ -93,7 +93,8 @@ class StaticSite:
 
     def files(self) -> list[str]:
         """Every file of the export that has a URL: not the .gz siblings, not hidden files."""
-        return sorted(rel for rel in self.manifest() if not rel.endswith(".gz"))
+        return sorted(rel for rel in self.manifest()
+                      if not rel.endswith(".gz") and not rel.rsplit("/", 1)[-1].startswith("."))
 
 
 def url_of(rel: str) -> str:

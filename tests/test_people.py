@@ -25,11 +25,14 @@ def test_opml_lists_every_topic_feed(client):
     assert response.headers["Content-Type"] == "text/x-opml; charset=utf-8"
     root = etree.fromstring(response.data)
     assert root.tag == "opml" and root.get("version") == "2.0"
-    outlines = root.findall("body/outline")
+    outlines = root.findall(".//outline")  # subtopics nest inside their parent's outline
     status = client.get("/status").get_json()
-    assert [(o.get("text"), o.get("xmlUrl"), o.get("htmlUrl"), o.get("type")) for o in outlines] == [
+    assert sorted((o.get("text"), o.get("xmlUrl"), o.get("htmlUrl"), o.get("type")) for o in outlines) == sorted(
         (t["name"], f"http://localhost/feeds/{t['slug']}.rss", f"http://localhost/topics/{t['slug']}/", "rss")
-        for t in status["topics"]]
+        for t in status["topics"])
+    nested = {(parent.get("text"), child.get("text")) for parent in root.iter("outline") for child in parent}
+    names = {t["slug"]: t["name"] for t in status["topics"]}
+    assert nested == {(names[t["parent"]], t["name"]) for t in status["topics"] if t["parent"]} != set()
     for outline in outlines[:3]:  # every xmlUrl resolves to a valid feed
         assert parse(client.get(outline.get("xmlUrl").replace("http://localhost", "")).data).entries
 
@@ -106,5 +109,13 @@ def test_pages_have_landmarks_alt_text_and_no_third_party_assets(client):
             assert url.startswith("http://localhost/") or not url.startswith("http"), url
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     topic = etree.HTML(client.get("/topics/azure/").data)
-    alternates = [link.get("href") for link in topic.iter("link") if link.get("rel") == "alternate"]
-    assert alternates == [f"http://localhost/feeds/azure.{fmt}" for fmt in ("rss", "atom", "json")]
+    alternates = [(link.get("href"), link.get("title"))
+                  for link in topic.iter("link") if link.get("rel") == "alternate"]
+    formats = (("rss", "RSS"), ("atom", "Atom"), ("json", "JSON Feed"))
+    assert alternates[:3] == [(f"http://localhost/feeds/azure.{fmt}", f"Azure ({name})") for fmt, name in formats]
+    # Then one set per kind of item the topic holds, titled for a reader's list ("Azure: videos (RSS)").
+    kinds = [k["kind"] for k in client.get("/status").get_json()["topics"][1]["kinds"]]
+    labels = {"article": "articles", "video": "videos", "download": "downloads"}
+    assert alternates[3:] == [(f"http://localhost/feeds/azure/{kind}.{fmt}", f"Azure: {labels[kind]} ({name})")
+                              for kind in kinds for fmt, name in formats]
+    assert len(kinds) >= 2

@@ -67,8 +67,10 @@ def test_hub_is_pinged_for_exactly_the_changed_feeds(corpus, make_app, hub, tmp_
     assert rescanner.run_once() is True
     assert pinger.drain()
     urls = sorted(p["hub.url"] for p in hub.pings)
-    assert urls == sorted(f"https://feeds.example.com/feeds/{slug}.{fmt}"
-                          for slug in ("all", "kubernetes") for fmt in ("rss", "atom", "json"))
+    # The new item is an article (the default kind): the article feeds of its topic and of all change too.
+    assert urls == sorted(f"https://feeds.example.com/feeds/{slug}{kind}.{fmt}"
+                          for slug in ("all", "kubernetes") for kind in ("", "/article")
+                          for fmt in ("rss", "atom", "json"))
     assert all(p["hub.mode"] == "publish" for p in hub.pings)
 
     # A touch that changes no bytes (same content, new mtime) pings nothing.
@@ -87,7 +89,7 @@ def test_failed_pings_are_retried_with_backoff(corpus, make_app, tmp_path):
                    webUrl="https://x.org/new", topics=["Kubernetes"])
         app_state(app).rescanner.run_once()
         assert pinger.drain()
-        assert len(hub.pings) == 6  # two failures were retried; every changed feed got through
+        assert len(hub.pings) == 12  # two failures were retried; every changed feed got through
     finally:
         hub.close()
 
