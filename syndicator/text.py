@@ -39,6 +39,8 @@ def plain_text(value: str, limit: int = MAX_TEXT) -> str:
     collapsed to single spaces, and characters XML cannot carry dropped. A tag that only appears once
     entities are resolved (`&lt;iframe&gt;`) is stripped too: readers differ on whether a title is HTML,
     and to half of them it would be markup."""
+    if not value.isascii():  # again: a YAML escape (\x9d) may have been the end of a mojibake sequence
+        value = repair_mojibake(value)
     if "<" in value:
         value = _untagged(value)
     if "&" in value:
