@@ -64,12 +64,20 @@ TOPICS = ["Azure", "AI", "Security", "Kubernetes", "Quantum Computing", "Power A
 def site(tmp_path_factory, image_server):
     """A small content tree whose images the browser can load, served by `syndicator serve`."""
     content = tmp_path_factory.mktemp("site")
+    # Story 8 is a video and story 2 a downloadable sample (both Security), as real sites mix them.
+    kinds = {8: {"type": "video", "length": "PT13M34S",
+                 "featuredContent": '<iframe src="https://www.youtube.com/embed/abc"></iframe>'},
+             2: {"type": "download", "actions": [{"url": "https://downloads.example.org/sample.zip",
+                                                   "type": "download", "title": "Download Source Code"}]}}
     for n in range(18):
         topic = TOPICS[n % len(TOPICS)]
-        write_item(content / "news", f"2024-01-{n + 1:02d}-story-{n}.md",
+        provider = {"name": "Example News", "domain": "example.org", "images": [{"url": f"{image_server}/5.png"}]}
+        if n == 2:
+            provider["authors"] = [{"name": "April Dunnam"}]
+        write_item(content / "news", f"2024-01-{n + 1:02d}-story-{n}.md", **kinds.get(n, {}),
                    title=f"{topic} story number {n}", excerpt=f"What happened in {topic} on day {n + 1}.",
                    publishedDateTime=f"2024-01-{n + 1:02d}T09:00:00Z", webUrl=f"https://news.example.org/{n}",
-                   provider={"name": "Example News", "domain": "example.org"}, topics=[topic],
+                   provider=provider, topics=[topic],
                    images=[{"url": f"{image_server}/{(n + n // 6) % 6}.png", "width": 320, "height": 180,
                             "title": f"Picture for story {n}"}],
                    related=[{"title": f"Background on {topic}", "webUrl": f"https://other.example.net/{n}"}])
@@ -118,10 +126,17 @@ def test_topic_page_shows_items_images_and_related(browser, site, shots):
     titles = page.locator("article h2").all_inner_texts()
     assert titles == ["Security story number 14", "Security story number 8", "Security story number 2"]
     page.wait_for_function("() => [...document.querySelectorAll('article img')].every(i => i.complete)")
-    widths = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.naturalWidth)")
+    widths = page.evaluate("() => [...document.querySelectorAll('article img:not(.logo)')].map(i => i.naturalWidth)")
     assert widths == [320, 320, 320]
     assert page.locator("article").first.locator(".related a").inner_text() == "Background on Security"
     assert "Example News" in page.locator("article .meta").first.inner_text()
+    video, sample = page.locator("article").nth(1), page.locator("article").nth(2)
+    assert video.locator(".meta").inner_text().startswith("Video · 13:34")
+    assert video.locator(".offer a").inner_text() == "Watch the video (13:34)"
+    assert sample.locator(".offer a").inner_text() == "Download Source Code (.zip)"
+    assert sample.locator(".offer a").get_attribute("href") == "https://downloads.example.org/sample.zip"
+    assert "April Dunnam" in sample.locator(".meta").inner_text()
+    assert page.locator("article .meta img.logo").count() == 3  # the provider's logo beside its name
     page.screenshot(path=str(shots / "topic.png"), full_page=True)
     page.close()
 
