@@ -86,12 +86,11 @@ def cmd_check(settings: Settings, fmt: str) -> int:
 def cmd_topics(settings: Settings) -> int:
     snapshot = _scan(settings)
     width = max((len(slug) for slug in snapshot.topics), default=4)
-    from .documents import items_of, kinds
+    from .documents import kind_counts
 
     for topic in snapshot.topics.values():
         # Each kind has its own feeds (/feeds/<slug>/<kind>.rss); a subtopic names its parent.
-        per_kind = ", ".join(f"{kind} {len(items_of(snapshot, topic.slug, kind) or ())}"
-                             for kind in kinds(snapshot, topic.slug))
+        per_kind = ", ".join(f"{kind} {n}" for kind, n in kind_counts(snapshot, topic.slug))
         parent = f"  (in {topic.parent})" if topic.parent else ""
         print(f"{topic.slug:<{width}}  {len(topic.items):>6}  {topic.name}  [{per_kind}]{parent}")
     return 0

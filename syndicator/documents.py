@@ -173,6 +173,11 @@ def items_of(snapshot: Snapshot, slug: str, kind: str | None = None) -> tuple[It
     return found or None  # no feed of a kind the topic does not have
 
 
+def kind_counts(snapshot: Snapshot, slug: str) -> list[tuple[str, int]]:
+    """(kind, how many items of it) for each kind a topic (or "all") holds, most frequent first."""
+    return [(kind, len(items_of(snapshot, slug, kind) or ())) for kind in kinds(snapshot, slug)]
+
+
 def kinds(snapshot: Snapshot, slug: str) -> tuple[str, ...]:
     """The kinds of item a topic (or "all") holds, most frequent first: each has its own feeds."""
     key = KindsKey(slug, None)

@@ -332,8 +332,7 @@ def _routes(app: Flask) -> None:
             "items": len(snapshot.all_items) if snapshot else 0,
             "topics": [] if snapshot is None else [
                 {"slug": t.slug, "name": t.name, "items": len(t.items), "parent": t.parent or None,
-                 "kinds": [{"kind": kind, "items": len(documents.items_of(snapshot, t.slug, kind) or ())}
-                           for kind in documents.kinds(snapshot, t.slug)]}
+                 "kinds": [{"kind": kind, "items": n} for kind, n in documents.kind_counts(snapshot, t.slug)]}
                 for t in snapshot.topics.values()],
             "problems": [{"path": p.path, "reason": p.reason, "stale": p.stale}
                          for p in (snapshot.problems if snapshot else ())],
