@@ -8,6 +8,7 @@ env file (/etc/syndicator/env) configures both.
 """
 
 import os
+import tempfile
 
 # Loopback only: readers reach the app through nginx, which adds the cache, gzip and TLS.
 bind = f"{os.environ.get('SYNDICATOR_HOST', '127.0.0.1')}:{os.environ.get('SYNDICATOR_PORT', '8080')}"
@@ -50,6 +51,39 @@ control_socket_disable = True
 # snapshot through fork and then rescan on their own from the inherited state, without reparsing.
 wsgi_app = "syndicator.wsgi:application()"
 preload_app = True
+
+
+# /metrics counts every worker's requests (README, Metrics): each worker writes its counts to a file in
+# this directory and a scrape sums them. A private directory per server start, made here, before the app
+# is loaded; gunicorn runs this file again on HUP, and the variable keeps the first directory.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="syndicator-metrics-")
+
+
+def _clear_metrics():
+    import glob
+
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def on_starting(server):
+    # Once, in the master, before any worker: counts of an earlier run, in a directory given from outside
+    # (the one made above is empty), must not be added in.
+    _clear_metrics()
+
+
+def child_exit(server, worker):
+    # In the master, for every worker gone, however it ended; its counts stay (syndicator/metrics.py).
+    from syndicator.metrics import process_exited
+
+    process_exited(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)
+
+
+def on_exit(server):
+    _clear_metrics()
+    if os.path.basename(os.environ["PROMETHEUS_MULTIPROC_DIR"]).startswith("syndicator-metrics-"):
+        os.rmdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # made above; one given from outside stays
 
 
 def post_worker_init(worker):

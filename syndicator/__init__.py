@@ -25,7 +25,7 @@ on a module the map does not name (the parenthesised imports are the main ones, 
     documents.py    Document (bytes, gzip, ETag) per feed, memoised      (snapshot, feeds)
     responses.py    HTTP semantics of a Document                         (documents)
     scheduler.py    the rescan job: scan, snapshot, render, swap         (scan, snapshot, documents)
-    metrics.py      Prometheus metrics                                   (snapshot)
+    metrics.py      Prometheus metrics, counted over every worker        (snapshot)
     websub.py       pings to a WebSub hub for changed feeds              (documents, snapshot)
     web.py          create_app(settings): routes, pages, fast path       (responses, scheduler, ...)
     export.py       the static export                                    (documents, web, scheduler)

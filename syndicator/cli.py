@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -99,14 +100,21 @@ def cmd_topics(settings: Settings) -> int:
 def cmd_serve(settings: Settings) -> int:
     log.info("serving %s on http://%s:%d/ with %d %s workers", settings.content, settings.host, settings.port,
              settings.workers, settings.server)
-    if settings.server == "granian":
-        return _serve_granian(settings)
-    return _serve_gunicorn(settings)
+    from .metrics import private_directory
+
+    # Made before the app and the workers: each worker counts requests into its own file there, and a
+    # scrape of any worker sums them all (metrics.py). One per server start, so no count of another
+    # server or of an earlier run is ever added in.
+    with private_directory() as metrics_dir:
+        if settings.server == "granian":
+            return _serve_granian(settings, metrics_dir)
+        return _serve_gunicorn(settings, metrics_dir)
 
 
-def _serve_gunicorn(settings: Settings) -> int:
+def _serve_gunicorn(settings: Settings, metrics_dir: str) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from .metrics import process_exited
     from .web import create_app
     from .wsgi import finish_cache_write, start_rescans
 
@@ -126,6 +134,8 @@ def _serve_gunicorn(settings: Settings) -> int:
             # and in each worker, so that the next start is warm.
             self.cfg.set("on_exit", lambda server: finish_cache_write(self.app))
             self.cfg.set("worker_exit", lambda server, worker: finish_cache_write(self.app))
+            # In the master, for every worker gone, however it ended (even SIGKILL).
+            self.cfg.set("child_exit", lambda server, worker: process_exited(metrics_dir, worker.pid))
             # gunicorn would otherwise trust X-Forwarded-Proto from 127.0.0.1 on its own; whether any
             # forwarded header counts is trusted_proxies' decision alone (ProxyFix in web.py).
             self.cfg.set("secure_scheme_headers", {})
@@ -137,7 +147,7 @@ def _serve_gunicorn(settings: Settings) -> int:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self):
-            self.app = create_app(settings, schedule=False)
+            self.app = create_app(settings, schedule=False, metrics_dir=metrics_dir)
             return self.app
 
         def start_rescans(self, worker):
@@ -149,7 +159,7 @@ def _serve_gunicorn(settings: Settings) -> int:
     return 0
 
 
-def _serve_granian(settings: Settings) -> int:
+def _serve_granian(settings: Settings, metrics_dir: str) -> int:
     """`serve` under granian, in the shape it has under gunicorn: the first scan in the parent, workers
     forked with its snapshot that rescan on their own, a pending cache write finished when each stops."""
     try:
@@ -165,10 +175,11 @@ def _serve_granian(settings: Settings) -> int:
         print(f"syndicator: server granian needs fork()ed workers; this Python starts processes by "
               f"{multiprocessing.get_start_method()}", file=sys.stderr)
         return 2
+    from .metrics import process_exited
     from .web import create_app
     from .wsgi import finish_cache_write, start_rescans
 
-    app = create_app(settings, schedule=False)
+    app = create_app(settings, schedule=False, metrics_dir=metrics_dir)
     slot = reloads = 0
 
     def reloading():
@@ -192,6 +203,10 @@ def _serve_granian(settings: Settings) -> int:
             return MPServer._spawn_wsgi_worker(worker_id, *args, **kwargs)
         finally:
             finish_cache_write(app)
+            # granian has no hook in the main process when a worker ends (only startup, reload and
+            # shutdown), so the worker marks itself on its way out; a killed one cannot, and then granian
+            # stops the whole server anyway (it respawns no failed worker).
+            process_exited(metrics_dir, os.getpid())
 
     def load_app():
         # In the worker, where granian would import its target: the app the parent built, with rescans.

@@ -146,9 +146,10 @@ def _limit_param() -> int | None:
 
 
 def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: bool = True,
-               schedule: bool = False) -> Flask:
+               schedule: bool = False, metrics_dir: str | None = None) -> Flask:
     """Build the app. Without a `publisher`, one is made and filled by a first scan (when `scan`);
-    `schedule` starts the periodic rescan in this process."""
+    `schedule` starts the periodic rescan in this process; `metrics_dir` is the server's directory that
+    makes /metrics count every worker (metrics.private_directory)."""
     app = Flask(__name__)
     app.config["JSON_SORT_KEYS"] = False
     # Stylesheet and script change only with a release; let proxies and browsers keep them a while.
@@ -171,7 +172,7 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
             rescanner.flush()
         if schedule:
             rescanner.start()
-    metrics = Metrics(publisher)
+    metrics = Metrics(publisher, metrics_dir)
     app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher, metrics)  # type: ignore[method-assign]
     if settings.trusted_proxies and not settings.base_url:
         from werkzeug.middleware.proxy_fix import ProxyFix

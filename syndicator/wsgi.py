@@ -2,9 +2,14 @@
 
 Settings come from SYNDICATOR_* variables (and SYNDICATOR_CONFIG), read when the factory is called,
 not at import. `syndicator serve` does the same with its own flags; deploy/gunicorn.conf.py shows how.
+PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable for it, names the directory in which every
+worker counts its requests for /metrics (the config file makes a private one); without it, each process
+reports only its own requests.
 """
 
 from __future__ import annotations
+
+import os
 
 from flask import Flask
 
@@ -14,7 +19,7 @@ from .web import app_state, create_app
 
 def application() -> Flask:
     """Build the app and run the first scan; the caller starts rescans (`start_rescans`) per process."""
-    return create_app(load_settings())
+    return create_app(load_settings(), metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
 
 
 def start_rescans(app: Flask, slot: int = 0) -> None:

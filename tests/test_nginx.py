@@ -377,10 +377,13 @@ def test_expired_entries_are_revalidated_with_the_apps_validators(corpus, tmp_pa
         assert proxied.upstream(FEED)[0] == 200
 
 
-def test_gunicorn_conf_sets_only_gunicorn_settings():
+def test_gunicorn_conf_sets_only_gunicorn_settings(monkeypatch, tmp_path):
     import runpy
 
     from gunicorn.config import KNOWN_SETTINGS
+
+    # Given, so that running the file makes no directory and sets nothing in this process's environment.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
 
     known = {setting.name for setting in KNOWN_SETTINGS}
     values = {k: v for k, v in runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py")).items()
