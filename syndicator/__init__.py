@@ -24,13 +24,16 @@ on a module the map does not name (the parenthesised imports are the main ones, 
     feeds.py        RSS / Atom bytes (feedgen), OPML; render() any format (feedpage, jsonfeed, entry)
     documents.py    Document (bytes, gzip, ETag) per feed, memoised      (snapshot, feeds)
     responses.py    HTTP semantics of a Document                         (documents)
+    access.py       operations endpoints for ops_networks only; CORS     (documents, config)
     scheduler.py    the rescan job: scan, snapshot, render, swap         (scan, snapshot, documents)
     metrics.py      Prometheus metrics, counted over every worker        (snapshot)
     websub.py       pings to a WebSub hub for changed feeds              (documents, snapshot)
     web.py          create_app(settings): routes, pages, fast path       (responses, scheduler, ...)
     export.py       the static export                                    (documents, web, scheduler)
+    objects.py      an export's files as bucket objects: MD5, headers, order (documents, feedpage)
+    deploy.py       `syndicator deploy`: the export onto S3 (boto3)      (objects, websub, config)
     config.py       the settings table; nothing else imported
-    cli.py          `syndicator serve | build | check | topics`          (everything; nothing imports it)
+    cli.py          `syndicator serve | build | deploy | check | topics` (everything; nothing imports it)
     wsgi.py         server entry points                                  (web, config)
 """
 

@@ -1,4 +1,4 @@
-"""`syndicator serve | check | topics | build`: wires settings, scanning, rendering and serving."""
+"""`syndicator serve | check | topics | build | deploy`: wires settings, scanning, rendering and serving."""
 
 from __future__ import annotations
 
@@ -44,9 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         "check": "list every problem in the content directory; exit 1 if any",
         "topics": "print slug, item count, name and item count per kind of every topic",
         "build": "write every feed, page and OPML as static files (plus .gz)",
+        "deploy": "upload what changed in a static export to object storage (S3 API), then delete what it "
+                  "no longer has",
     }
     commands = {}
-    for command in ("serve", "check", "topics", "build"):
+    for command in ("serve", "check", "topics", "build", "deploy"):
         commands[command] = p = sub.add_parser(command, help=helps[command], description=helps[command])
         p.add_argument("--config", default=None, metavar="FILE", help="YAML file of settings (env SYNDICATOR_CONFIG)")
         if command == "check":
@@ -57,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, metavar="PATH",
                            help="output path: a symlink swapped atomically to each build")
             p.add_argument("--watch", action="store_true", help="keep rebuilding after every change")
+        if command == "deploy":
+            p.add_argument("--from", dest="export", required=True, metavar="EXPORT_DIR",
+                           help="the export to deploy: the --out of `syndicator build`")
+            p.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX", help="where it goes")
+            p.add_argument("--dry-run", action="store_true",
+                           help="list what would be uploaded and deleted, with each object's headers; change nothing")
+            p.add_argument("--force", action="store_true", help="delete even more than --max-deletes objects")
         _add_setting_flags(p, command)
     return parser
 
@@ -95,6 +104,22 @@ def cmd_topics(settings: Settings) -> int:
         parent = f"  (in {topic.parent})" if topic.parent else ""
         print(f"{topic.slug:<{width}}  {len(topic.items):>6}  {topic.name}  [{per_kind}]{parent}")
     return 0
+
+
+def cmd_build(settings: Settings, out: str, watch: bool) -> int:
+    from .export import build
+
+    if settings.deploy:
+        from .deploy import deploy, follow
+        from .objects import Target
+
+        Target.parse(settings.deploy)  # a wrong URL stops the build before it starts, not after
+        if watch:
+            follow(out, settings.deploy, settings)
+        else:
+            code = build(settings, out)
+            return code if code else deploy(out, settings.deploy, settings)
+    return build(settings, out, watch=watch)
 
 
 def cmd_serve(settings: Settings) -> int:
@@ -233,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, overrides=vars(args))
         check_required(settings, args.command)
-        if not settings.content_path.is_dir():
+        if args.command != "deploy" and not settings.content_path.is_dir():
             raise ConfigError(f"content: directory {settings.content} does not exist or is not a directory "
                               "(set by --content, SYNDICATOR_CONTENT or 'content:' in the config file)")
     except ConfigError as exc:
@@ -242,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .export import ExportError
     from .listing import ScanError
+    from .objects import DeployError
 
     try:
         if args.command == "check":
@@ -250,11 +276,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_topics(settings)
         if args.command == "serve":
             return cmd_serve(settings)
-        if args.command == "build":
-            from .export import build
+        if args.command == "deploy":
+            from .deploy import deploy
 
-            return build(settings, args.out, watch=args.watch)
-    except (ScanError, ExportError) as exc:
+            return deploy(args.export, args.to, settings, dry_run=args.dry_run, force=args.force)
+        if args.command == "build":
+            return cmd_build(settings, args.out, args.watch)
+    except (ScanError, ExportError, DeployError) as exc:
         print(f"syndicator: {exc}", file=sys.stderr)
         return 2
     return 2

@@ -8,6 +8,7 @@ table derive from it. Nothing here runs at import time; callers build a `Setting
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ ENV_PREFIX = "SYNDICATOR_"
 # SYNDICATOR_* variables that are not settings: the config file's path, and the test suite's switch that
 # refreshes the README's screenshots.
 OTHER_VARIABLES = frozenset({"CONFIG", "UPDATE_DOCS"})
-COMMANDS = ("serve", "build", "check", "topics")
+COMMANDS = ("serve", "build", "check", "topics")  # the commands that read a content directory
 SERVERS = ("gunicorn", "granian")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # YAML 1.1's booleans (what PyYAML reads in the config file), for the environment and flags too.
@@ -93,8 +94,32 @@ def http_url(*, strip_slash: bool = True) -> Check:
     return check
 
 
+def ip_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The networks of a list of addresses and CIDR networks separated by commas or spaces."""
+    return tuple(ipaddress.ip_network(part) for part in value.replace(",", " ").split())
+
+
+def networks(value: str) -> str:
+    """A check that a string lists IP networks (an address is its own /32 or /128); normalised, so the
+    help and errors show what is meant (10.0.0.1 is 10.0.0.1/32)."""
+    try:
+        return ", ".join(map(str, ip_networks(value)))
+    except ValueError as exc:  # host bits set (10.1.2.3/8), or no address at all
+        raise ValueError(f"must be IP addresses or networks such as 10.0.0.0/8, ::1: {exc}") from None
+
+
+def s3_url(value: str) -> str:
+    """A check that a string is empty or an s3://BUCKET[/PREFIX] URL."""
+    if value and not value.startswith("s3://"):
+        raise ValueError(f"must be an s3://BUCKET/PREFIX URL, got {value!r}")
+    return value
+
+
 SERVE = ("serve",)
 SERVE_BUILD = ("serve", "build")
+SERVE_BUILD_DEPLOY = ("serve", "build", "deploy")
+# `deploy`, and `build --deploy`, which deploys after a successful build.
+BUILD_DEPLOY = ("build", "deploy")
 
 
 @dataclass(frozen=True)
@@ -106,12 +131,12 @@ class Settings:
     host: str = _setting("127.0.0.1", "address `serve` listens on", commands=SERVE, metavar="HOST")
     port: int = _setting(8080, "port `serve` listens on", commands=SERVE, check=at_least(1, 65535))
     base_url: str = _setting("", "public URL of the service (e.g. https://example.org/feeds-app); "
-                             "wins over request headers for self links", commands=SERVE_BUILD,
+                             "wins over request headers for self links", commands=SERVE_BUILD_DEPLOY,
                              check=http_url(), required_by=("build",), metavar="URL")
     site_url: str = _setting("", "URL that relative links in the content (/assets/...) resolve against; "
                              "without it such links are dropped", check=http_url(), metavar="URL")
     interval: int = _setting(60, "seconds between rescans of the content directory; also the feeds' max-age",
-                             commands=SERVE_BUILD, check=at_least(1), metavar="SECONDS")
+                             commands=SERVE_BUILD_DEPLOY, check=at_least(1), metavar="SECONDS")
     feed_limit: int = _setting(50, "newest items in each subscription feed", commands=SERVE_BUILD,
                                check=at_least(1))
     title: str = _setting("syndicator", "site title shown in feeds and pages", commands=SERVE_BUILD)
@@ -124,11 +149,15 @@ class Settings:
     workers: int = _setting(2, "worker processes of `serve`", commands=SERVE, check=at_least(1))
     trusted_proxies: int = _setting(0, "number of reverse proxies whose X-Forwarded-* headers are trusted",
                                     commands=SERVE, check=at_least(0))
-    hub_url: str = _setting("", "WebSub hub to advertise and ping after feeds change", commands=SERVE_BUILD,
+    ops_networks: str = _setting("127.0.0.0/8, ::1/128", "client networks that may read /status, /metrics "
+                                 "and /healthz's reason (others get 403, and only ok or degraded); judged "
+                                 "on the address trusted_proxies yields; '0.0.0.0/0, ::/0' for anyone, "
+                                 "empty for nobody", commands=SERVE, check=networks, metavar="NETWORKS")
+    hub_url: str = _setting("", "WebSub hub to advertise and ping after feeds change", commands=SERVE_BUILD_DEPLOY,
                             check=http_url(strip_slash=False), metavar="URL")
     max_file_bytes: int = _setting(1_048_576, "largest item file read; larger files are reported",
                                    check=at_least(1), metavar="BYTES")
-    log_level: str = _setting("INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", commands=SERVE_BUILD,
+    log_level: str = _setting("INFO", "logging level (DEBUG, INFO, WARNING, ERROR)", commands=SERVE_BUILD_DEPLOY,
                               check=one_of(*LOG_LEVELS, upper=True), metavar="LEVEL")
     cache_dir: str = _setting("", "where the parse cache lives (default: $CACHE_DIRECTORY, which systemd's "
                               "CacheDirectory= sets, else $XDG_CACHE_HOME/syndicator or ~/.cache/syndicator); "
@@ -143,6 +172,18 @@ class Settings:
                                       commands=("build",))
     server: str = _setting("gunicorn", "HTTP server of `serve`: gunicorn, or granian (faster from memory; "
                            "pip install 'syndicator[granian]')", commands=SERVE, check=one_of(*SERVERS))
+    deploy: str = _setting("", "after a successful build, deploy the export to this s3://BUCKET/PREFIX "
+                           "(as `syndicator deploy` does)", commands=("build",), check=s3_url, metavar="URL")
+    endpoint_url: str = _setting("", "S3 API endpoint of a store other than AWS (MinIO, moto, ...); default: "
+                                 "AWS's, or AWS_ENDPOINT_URL", commands=BUILD_DEPLOY,
+                                 check=http_url(strip_slash=False), metavar="URL")
+    profile: str = _setting("", "AWS profile (~/.aws/config) whose credentials deploy uses; default: the "
+                            "usual chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, the files, an instance role)",
+                            commands=BUILD_DEPLOY, metavar="NAME")
+    max_deletes: int = _setting(256, "most objects a deploy deletes; above it nothing is changed unless "
+                                "`deploy --force`", commands=BUILD_DEPLOY, check=at_least(0))
+    gzip: bool = _setting(False, "deploy the gzip bytes under each plain name with Content-Encoding: gzip "
+                          "(smaller transfers; every client then gets gzip, see README)", commands=BUILD_DEPLOY)
 
     def __post_init__(self) -> None:
         # Links are built as base_url + "/feeds/...", so a trailing slash would double up.
@@ -280,7 +321,11 @@ def load_settings(
 
 
 def check_settings(settings: Settings) -> None:
-    """Checks that involve more than one setting."""
+    """Checks that involve more than one setting, and those of values given to `Settings` directly."""
+    try:
+        networks(settings.ops_networks)
+    except ValueError as exc:
+        raise ConfigError(f"ops_networks {exc}") from None
     if settings.hub_url and not settings.base_url:
         raise ConfigError("hub_url needs base_url: the hub must be told the feeds' public URLs")
 

@@ -73,12 +73,20 @@ class Pinger:
         """Rescanner hook: queue pings for the feeds that changed. Cheap; never blocks on the network."""
         if old is None or not self._is_leader():
             return  # the first snapshot of a process is a start, not a change
+        self._queue_pings(changed_feed_urls(old, new, self.site))
+
+    def publish(self, urls: list[str]) -> None:
+        """Queue pings for these feed URLs, whichever process holds the lock: `syndicator deploy` is the
+        one that knows when its uploads are live, and it pings once per deploy."""
+        self._queue_pings(urls)
+
+    def _queue_pings(self, urls: list[str]) -> None:
         if self._thread is None or not self._thread.is_alive():
             # Started here, not in __init__: the app may be built in gunicorn's master, and threads
             # do not survive the fork into the workers that actually rescan.
             self._thread = threading.Thread(target=self._run, name="websub-pinger", daemon=True)
             self._thread.start()
-        for url in changed_feed_urls(old, new, self.site):
+        for url in urls:
             self._queue.put(url)
 
     def _run(self) -> None:
