@@ -28,6 +28,11 @@ MAX_MEMO_BASES = 4  # distinct public base URLs memoised per snapshot; bounds me
 PARALLEL_RENDER_THRESHOLD = 100  # topics; below this, starting processes costs more than it saves
 # Sent with every 200 (a 304 leaves them out, see responses.respond): documents format them once.
 SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+# Feeds are public and carry no credentials, so any web page may read them (the JSON Feed spec asks for
+# it; browser-based readers cannot fetch a feed otherwise). The validators are exposed to scripts so that
+# they can poll with If-None-Match; a 304 carries these too, as browsers check CORS on it as well.
+CORS_HEADERS = (("Access-Control-Allow-Origin", "*"),
+                ("Access-Control-Expose-Headers", "ETag, Last-Modified, Link"))
 
 
 def http_date(value: dt.datetime) -> str:
@@ -119,6 +124,7 @@ class Document:
     # Browsers show application/rss+xml as plain text but apply our XSL to application/xml, so a
     # navigation from a browser gets the same bytes under this type (see web.send_document).
     browser_type: str = ""
+    cors: bool = False  # readable by scripts of any origin (CORS_HEADERS): feeds, OPML, the XSL
 
     def variant_etag(self, *, gzipped: bool, browser: bool) -> str:
         """Each representation (content coding, content type) has its own strong ETag."""
@@ -135,7 +141,8 @@ class Document:
     def revalidation_headers(self) -> tuple[tuple[str, str], ...]:
         """What a 304 carries besides the ETag: the caching fields a 200 would have (RFC 9110 15.4.5)."""
         return (("Cache-Control", f"public, max-age={self.max_age}, stale-while-revalidate={self.max_age}"),
-                ("Vary", "Accept, Accept-Encoding" if self.browser_type else "Accept-Encoding"))
+                ("Vary", "Accept, Accept-Encoding" if self.browser_type else "Accept-Encoding"),
+                *(CORS_HEADERS if self.cors else ()))
 
     @cached_property
     def common_headers(self) -> tuple[tuple[str, str], ...]:
@@ -147,12 +154,13 @@ class Document:
 
 
 def make_document(body: bytes, content_type: str, last_modified: dt.datetime, max_age: int,
-                  links: tuple[feeds.Link, ...] = (), browser_type: str = "") -> Document:
-    """Wrap bytes with their validators and a gzip copy, compressed once here and never per request."""
+                  links: tuple[feeds.Link, ...] = (), browser_type: str = "", cors: bool = False) -> Document:
+    """Wrap bytes with their validators and a gzip copy, compressed once here and never per request;
+    `cors`: scripts of any origin may read it."""
     digest = hashlib.sha256(body).hexdigest()[:32]
     return Document(body=body, gzip=gzip.compress(body, compresslevel=6, mtime=0), etag=f'"{digest}"',
                     last_modified=last_modified, content_type=content_type, max_age=max_age, links=links,
-                    browser_type=browser_type)
+                    browser_type=browser_type, cors=cors)
 
 
 def items_of(snapshot: Snapshot, slug: str, kind: str | None = None) -> tuple[Item, ...] | None:
@@ -274,7 +282,7 @@ def feed_document(snapshot: Snapshot, site: Site, slug: str, fmt: str, page: int
     links = tuple(link for link in fp.links if link.rel == "hub") + (feeds.Link("self", fp.self_url[fmt]),)
     browser_type = "application/xml; charset=utf-8" if fmt in ("rss", "atom") else ""
     return memoized(snapshot, key, lambda: make_document(
-        feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links, browser_type))
+        feeds.render(fp, fmt), feeds.CONTENT_TYPES[fmt], fp.updated, max_age, links, browser_type, cors=True))
 
 
 def opml_document(snapshot: Snapshot, site: Site) -> Document:
@@ -288,7 +296,7 @@ def opml_document(snapshot: Snapshot, site: Site) -> Document:
         # Subtopics nest in their parent's outline, as they do on the index page.
         outlines = [outline(topic) for topic in snapshot.topics.values() if not topic.parent]
         body = feeds.render_opml(f"{site.title}: topics", snapshot.newest, outlines)
-        return make_document(body, "text/x-opml; charset=utf-8", snapshot.newest, site.interval)
+        return make_document(body, "text/x-opml; charset=utf-8", snapshot.newest, site.interval, cors=True)
 
     return memoized(snapshot, PageKey(site, "opml"), make)
 

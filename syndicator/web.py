@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask, Response, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import documents, entry, feeds, responses
+from . import access, documents, entry, feeds, responses
 from .config import Settings, check_settings
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -174,12 +174,15 @@ def create_app(settings: Settings, *, publisher: Publisher | None = None, scan: 
             rescanner.start()
     metrics = Metrics(publisher, metrics_dir)
     app.wsgi_app = FeedFastPath(app.wsgi_app, settings, publisher, metrics)  # type: ignore[method-assign]
-    if settings.trusted_proxies and not settings.base_url:
+    if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
+        # The client's address counts even with base_url: the operations endpoints judge it, and behind
+        # a proxy REMOTE_ADDR is the proxy's. The URL headers only when base_url does not pin the links.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n,  # type: ignore[method-assign]
-                                x_port=n, x_prefix=n)
+        u = 0 if settings.base_url else n
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=u, x_host=u,  # type: ignore[method-assign]
+                                x_port=u, x_prefix=u)
     app.extensions["syndicator"] = AppState(settings, publisher, rescanner, pinger, metrics)
     _routes(app)
     return app
@@ -190,6 +193,15 @@ def _routes(app: Flask) -> None:
     def _security_headers(response: Response) -> Response:
         route = request.url_rule.endpoint if request.url_rule is not None else "other"
         _state().metrics.count(route, response.status_code)
+        if access.is_cors_path(request.path):
+            # Documents bring their own; this covers preflights, errors and redirects of the same URLs.
+            preflight = request.method == "OPTIONS" and response.status_code == 200
+            for name, value in access.PREFLIGHT_HEADERS if preflight else documents.CORS_HEADERS:
+                response.headers.setdefault(name, value)
+            if preflight:  # Flask's automatic answer, which has no body to type
+                response.status_code = 204
+                del response.headers["Content-Type"]
+                return response
         if response.status_code == 304:
             return response  # only what updates the cached copy (see responses.respond)
         for name, value in responses.SECURITY_HEADERS:
@@ -299,14 +311,25 @@ def _routes(app: Flask) -> None:
     xsl_file = Path(__file__).parent / "static" / "feed.xsl"
     # Served with an XML type (browsers refuse XSL otherwise); read once, it only changes with a release.
     xsl = documents.make_document(xsl_file.read_bytes(), "application/xml; charset=utf-8",
-                                  dt.datetime.fromtimestamp(xsl_file.stat().st_mtime, dt.timezone.utc), 3600)
+                                  dt.datetime.fromtimestamp(xsl_file.stat().st_mtime, dt.timezone.utc), 3600,
+                                  cors=True)
 
     @app.get("/static/feed.xsl")
     def stylesheet():
         return send_document(xsl)
 
+    def _operator() -> bool:
+        return access.is_operator(_settings().ops_networks, request.remote_addr)
+
+    def _operators_only(path: str) -> None:
+        # File paths, problem reasons, process ids and traffic are the operator's business only.
+        if not _operator():
+            abort(403, f"{path} answers only clients in ops_networks; this request came from "
+                       f"{(request.remote_addr or 'an unknown address')[:60]}")
+
     @app.get("/metrics")
     def metrics():
+        _operators_only("/metrics")
         return Response(_state().metrics.render(), content_type=METRICS_CONTENT_TYPE,
                         headers={"Cache-Control": "no-store"})
 
@@ -316,12 +339,14 @@ def _routes(app: Flask) -> None:
         if publisher.snapshot is None:
             return Response("starting: no snapshot yet\n", status=503, content_type="text/plain; charset=utf-8")
         health = publisher.health
-        text = "ok\n" if health.ok else f"degraded: {health.message}\n"
+        # Monitors anywhere may learn whether feeds are fresh; why not (paths, errors) is the operator's.
+        text = "ok\n" if health.ok else f"degraded: {health.message}\n" if _operator() else "degraded\n"
         return Response(text, content_type="text/plain; charset=utf-8",
                         headers={"Cache-Control": "no-store"})
 
     @app.get("/status")
     def status():
+        _operators_only("/status")
         publisher = _state().publisher
         snapshot = publisher.snapshot
         health = publisher.health

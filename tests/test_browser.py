@@ -6,6 +6,7 @@ Item images point at a small image server on loopback, so the browser really loa
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import threading
@@ -15,7 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, parse, serve, write_item
+from helpers import ROOT, parse, poll, serve, write_item
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,8 +62,8 @@ TOPICS = ["Azure", "AI", "Security", "Kubernetes", "Quantum Computing", "Power A
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, image_server):
-    """A small content tree whose images the browser can load, served by `syndicator serve`."""
+def site_content(tmp_path_factory, image_server) -> Path:
+    """A small content tree whose images the browser can load."""
     content = tmp_path_factory.mktemp("site")
     # Story 8 is a video and story 2 a downloadable sample (both Security), as real sites mix them.
     kinds = {8: {"type": "video", "length": "PT13M34S",
@@ -81,7 +82,13 @@ def site(tmp_path_factory, image_server):
                    images=[{"url": f"{image_server}/{(n + n // 6) % 6}.png", "width": 320, "height": 180,
                             "title": f"Picture for story {n}"}],
                    related=[{"title": f"Background on {topic}", "webUrl": f"https://other.example.net/{n}"}])
-    with serve(content, "--title", "Tech news") as base:
+    return content
+
+
+@pytest.fixture(scope="module")
+def site(site_content):
+    """The content served by `syndicator serve`."""
+    with serve(site_content, "--title", "Tech news") as base:
         yield base
 
 
@@ -178,3 +185,54 @@ def test_pages_work_without_javascript_and_on_a_phone(browser, site):
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
     context.close()
 
+
+
+# What a web feed reader on another origin does: fetch a feed, read it and its validators, then poll with
+# If-None-Match (not a CORS-safelisted header, so the browser sends a preflight OPTIONS first).
+READER_SCRIPT = """async (base) => {
+    const feed = await fetch(base + "/feeds/security.json");
+    const out = {status: feed.status, etag: feed.headers.get("ETag"), modified: feed.headers.get("Last-Modified"),
+                 title: (await feed.json()).title};
+    const again = await fetch(base + "/feeds/security.json", {headers: {"If-None-Match": out.etag}});
+    Object.assign(out, {again: again.status, againEtag: again.headers.get("ETag")});
+    out.rss = (await (await fetch(base + "/feeds/security.rss")).text()).includes("<rss");
+    out.opml = (await fetch(base + "/topics.opml")).status;
+    out.xsl = (await fetch(base + "/static/feed.xsl")).status;
+    for (const path of ["/status", "/metrics"]) {
+        try { await fetch(base + path); out[path] = "read"; } catch (e) { out[path] = e.name; }
+    }
+    return out;
+}"""
+
+
+@pytest.fixture
+def reader_page(tmp_path):
+    """A web feed reader's page, on another origin (another loopback port) than syndicator's."""
+    (tmp_path / "reader.html").write_text("<!doctype html><title>A web feed reader</title>", encoding="utf-8")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/reader.html"
+    server.shutdown()
+
+
+def test_a_page_on_another_origin_reads_feeds_but_not_the_operations_endpoints(browser, site_content, reader_page,
+                                                                               tmp_path):
+    log = tmp_path / "serve.log"
+    with serve(site_content, "--title", "Tech news", log=log) as base:
+        page = browser.new_page()
+        page.goto(reader_page)
+        assert page.evaluate("() => location.origin") != base
+        seen = page.evaluate(READER_SCRIPT, base)
+        page.close()
+
+        def logged(request: str, status: int) -> bool:
+            return bool(re.search(rf'"{re.escape(request)} HTTP/1\.1" {status} ', log.read_text(errors="replace")))
+
+        # The browser really asked first, and really got /status: what it refused was reading the answer.
+        poll(lambda: logged("OPTIONS /feeds/security.json", 204) and logged("GET /status", 200), 10,
+             "the preflight and the /status request in the access log")
+    assert seen["status"] == 200 and seen["title"] == "Tech news: Security"
+    assert seen["etag"].startswith('"') and seen["modified"].endswith(" GMT")
+    assert seen["again"] == 304 and seen["againEtag"] == seen["etag"]
+    assert seen["rss"] is True and seen["opml"] == 200 and seen["xsl"] == 200
+    assert seen["/status"] == "TypeError" and seen["/metrics"] == "TypeError"  # blocked by CORS

@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import ROOT, free_port, parse, serve, served_files, stop, wait_http
+from helpers import ROOT, free_port, parse, serve, stop, wait_http
 
 SITE = ROOT / "deploy" / "nginx-proxy.conf"
 PREFIX = "/news"  # the location deploy/nginx-proxy.conf serves the app under
@@ -122,13 +122,13 @@ class Reply:
     body: bytes
 
 
-def fetch(url: str, headers: dict[str, str] | None = None) -> Reply:
-    """One GET on a fresh connection with exactly these headers (http.client adds only Host and
-    `Accept-Encoding: identity` unless given), so no client library decodes or caches anything."""
+def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
+    """One request (a GET unless told) on a fresh connection with exactly these headers (http.client adds
+    only Host and `Accept-Encoding: identity` unless given), so no client library decodes or caches anything."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
         response = conn.getresponse()
         return Reply(response.status, response.headers, response.read())
     finally:
@@ -291,7 +291,7 @@ def test_conditional_get_through_the_proxy(proxied):
     assert proxied.get(FEED, {"If-Modified-Since": earlier}).status == 200
 
 
-def test_gzip_through_the_proxy(proxied, corpus):
+def test_gzip_through_the_proxy(proxied):
     plain = proxied.get(FEED)
     assert plain.status == 200 and "Content-Encoding" not in plain.headers
 
@@ -305,10 +305,39 @@ def test_gzip_through_the_proxy(proxied, corpus):
     refused = proxied.get(FEED, {"Accept-Encoding": "gzip;q=0, identity"})
     assert "Content-Encoding" not in refused.headers and refused.body == plain.body
 
-    # The app sends /status uncompressed; nginx's own gzip takes over there.
-    status = proxied.get("/status", {"Accept-Encoding": "gzip"})
-    assert status.headers["Content-Encoding"] == "gzip"
-    assert json.loads(gzip.decompress(status.body))["items"] == served_files(corpus)
+
+def test_operations_endpoints_are_refused_on_the_public_server(proxied):
+    for path in ("/status", "/metrics"):
+        assert proxied.get(path).status == 403, path
+        assert proxied.get(path + "?x=1").status == 403, path
+        assert not proxied.upstream(path), path  # refused by nginx, whatever the app would say
+    assert proxied.get("/healthz").body == b"ok\n"
+
+
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag, Last-Modified, Link"}
+
+
+def cors_of(reply: Reply) -> dict[str, str]:
+    return {name: value for name, value in reply.headers.items() if name.lower().startswith("access-control-")}
+
+
+def test_cors_headers_pass_through_and_are_cached_with_the_feeds(proxied):
+    for path in (FEED, "/feeds/all/archive/1.json", "/topics.opml", "/static/feed.xsl"):
+        first = proxied.get(path)
+        assert first.status == 200 and cors_of(first) == CORS, path
+        hit = proxied.get(path)
+        assert hit.headers["X-Cache-Status"] == "HIT" and cors_of(hit) == CORS, path
+        # nginx answers this 304 from its cache; browsers check CORS on a 304 too.
+        again = proxied.get(path, {"If-None-Match": first.headers["ETag"]})
+        assert again.status == 304 and cors_of(again) == CORS, path
+    preflight = fetch(proxied.public + FEED, {"Origin": "https://reader.example",
+                                              "Access-Control-Request-Method": "GET",
+                                              "Access-Control-Request-Headers": "if-none-match"}, method="OPTIONS")
+    assert preflight.status == 204 and cors_of(preflight) == {
+        **CORS, "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": "If-None-Match, If-Modified-Since, Cache-Control",
+        "Access-Control-Max-Age": "86400"}
+    assert cors_of(proxied.get("/")) == {} and cors_of(proxied.get("/healthz")) == {}
 
 
 def test_the_cache_answers_repeats_without_asking_the_app(proxied):

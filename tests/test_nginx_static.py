@@ -303,6 +303,35 @@ def test_browsers_get_the_feed_as_xml_for_the_stylesheet(served):
     assert served.get("/feeds/azure.json", {"Accept": FIREFOX}).headers["Content-Type"] == TYPES["json"]
 
 
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "ETag, Last-Modified, Link"}
+
+
+def cors_of(reply: Reply) -> dict[str, str]:
+    return {name: value for name, value in reply.headers.items() if name.lower().startswith("access-control-")}
+
+
+def test_cors_as_the_app_answers_it(served):
+    """Feeds, archives, the OPML and the XSL may be read by scripts of any page, their 304s and 404s too,
+    and a preflight is answered; pages and the other files get none of it (what the app does, test_access)."""
+    for path in ("/feeds/azure.rss", "/feeds/all.json", "/feeds/all/archive/1.atom", "/topics.opml",
+                 "/static/feed.xsl"):
+        first = served.get(path)
+        assert first.status == 200 and cors_of(first) == CORS, path
+        again = served.get(path, {"If-None-Match": first.headers["ETag"]})
+        assert again.status == 304 and cors_of(again) == CORS, path
+        preflight = fetch(served.base + path, {"Origin": "https://reader.example", "Access-Control-Request-Method":
+                                               "GET", "Access-Control-Request-Headers": "if-none-match"}, "OPTIONS")
+        assert preflight.status == 204 and preflight.body == b"", path
+        assert cors_of(preflight) == {**CORS, "Access-Control-Allow-Methods": "GET, HEAD",
+                                      "Access-Control-Allow-Headers": "If-None-Match, If-Modified-Since, Cache-Control",
+                                      "Access-Control-Max-Age": "86400"}, path
+    assert cors_of(served.get("/feeds/no-such-topic.rss")) == CORS
+    assert cors_of(served.get("/feeds/azure.rss", {"Accept": FIREFOX})) == CORS  # the browser view
+    for path in ("/", "/topics/azure/", "/static/style.css"):
+        assert served.get(path).status == 200 and cors_of(served.get(path)) == {}, path
+        assert cors_of(fetch(served.base + path, {"Origin": "https://reader.example"}, "OPTIONS")) == {}, path
+
+
 # ----------------------------------------------------------------------------- rebuilds
 
 
