@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import documents, feeds
+from . import documents, feeds, fragments
 from .config import Settings
 from .scan import STALE_NOTE
 from .snapshot import Snapshot
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
 REDIRECTS = ".redirects.nginx"  # hidden: nginx serves no dot files; its server block includes this one
 STATIC_FILES = ("style.css", "filter.js", "feed.xsl")
+WRITER_THREADS = 2  # per process; the disk, not the CPU, is what they wait on
 
 
 class ExportError(Exception):
@@ -41,21 +43,18 @@ class ExportResult:
     written: int
     unchanged: int
     seconds: float
+    reused: int = 0  # feed documents (with their .gz) linked from the previous export without rendering
 
 
-def feed_files(snapshot: Snapshot, site: documents.Site, slug: str) -> Iterator[tuple[str, bytes]]:
-    """Every feed document of one topic (all formats, subscription and archives, of every item and of
-    each kind) as (path, bytes)."""
+def feed_files(snapshot: Snapshot, site: documents.Site, slug: str, fmt: str
+               ) -> Iterator[tuple[str, documents.FeedKey]]:
+    """Every feed document of one topic in one format (subscription and archives, of every item and of
+    each kind) as (path, key)."""
     for kind in (None, *documents.kinds(snapshot, slug)):
         base = f"feeds/{slug}" + (f"/{kind}" if kind else "")
-        for fmt in feeds.FORMATS:
-            current = documents.feed_document(snapshot, site, slug, fmt, kind=kind)
-            assert current is not None, f"{slug} is a topic of the snapshot"
-            yield f"{base}.{fmt}", current.body
-            page = 1
-            while (doc := documents.feed_document(snapshot, site, slug, fmt, page, kind=kind)) is not None:
-                yield f"{base}/archive/{page}.{fmt}", doc.body
-                page += 1
+        yield f"{base}.{fmt}", documents.FeedKey(site, slug, fmt, None, None, kind)
+        for page in range(1, documents.archive_count(snapshot, site, slug, kind) + 1):
+            yield f"{base}/archive/{page}.{fmt}", documents.FeedKey(site, slug, fmt, page, None, kind)
 
 
 def redirect_rules(snapshot: Snapshot) -> bytes:
@@ -87,6 +86,21 @@ class _Target:
     previous: Path | None
     old_manifest: dict[str, str]
     now: float
+    site: documents.Site
+
+    def link(self, rel: str) -> bool:
+        """Hard-link the previous generation's file, known unchanged without looking at its bytes."""
+        if self.previous is None or rel not in self.old_manifest:
+            return False
+        dest = self.directory / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.previous / rel, dest)
+            return True
+        except FileExistsError:
+            return True  # linked already: the document's first try got this far
+        except OSError:
+            return False
 
     def put(self, rel: str, body: bytes) -> tuple[str, bool]:
         """Write one file (hard-linking unchanged bytes from the previous build); (sha256, was it new)."""
@@ -115,21 +129,43 @@ class _Target:
 
 
 def _put_all(target: _Target, files: Iterator[tuple[str, bytes]]) -> list[tuple[str, str, bool]]:
-    import gzip
-
+    """Write files that are not documents of the memo (pages, OPML, static files) with their .gz."""
     results = []
     for rel, body in files:
         results.append((rel, *target.put(rel, body)))
-        if rel == REDIRECTS:
-            continue  # configuration, not a document
-        gz = gzip.compress(body, compresslevel=6, mtime=0)
-        results.append((rel + ".gz", *target.put(rel + ".gz", gz)))
+        if rel != REDIRECTS:  # configuration, not a document
+            results.append((rel + ".gz", *target.put(rel + ".gz", documents.compress(body))))
     return results
 
 
-def _write_feeds(state: tuple[Snapshot, documents.Site, _Target], slugs: list[str]) -> list[tuple[str, str, bool]]:
-    snapshot, site, target = state
-    return [row for slug in slugs for row in _put_all(target, feed_files(snapshot, site, slug))]
+def _write_feeds(state: tuple[Snapshot, _Target, str, Snapshot | None],
+                 slugs: list[str]) -> tuple[list[tuple[str, str, bool]], int]:
+    """Write one format's feed documents of some topics. A document whose page is the one the previous
+    export wrote (the same items, links and dates; `previous` is the snapshot it exported) is linked
+    from there without rendering: full archive pages, and every feed of a topic that did not change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    snapshot, target, fmt, previous = state
+    rows = []
+    puts = []
+    reused = 0
+    # Hashing and writing release the GIL: threads do them while this thread renders the next document.
+    with ThreadPoolExecutor(WRITER_THREADS) as writers:
+        for slug in slugs:
+            unchanged_topic = previous is not None and documents.same_topic(snapshot, previous, slug)
+            for rel, key in feed_files(snapshot, target.site, slug, fmt):
+                if previous is not None and rel in target.old_manifest and (
+                        unchanged_topic or documents.same_page(snapshot, previous, key)):
+                    if target.link(rel) and target.link(rel + ".gz"):
+                        rows += [(rel, target.old_manifest[rel], False),
+                                 (rel + ".gz", target.old_manifest[rel + ".gz"], False)]
+                        reused += 1
+                        continue
+                doc = documents.feed_document(snapshot, *key, keep=False)
+                assert doc is not None, f"{rel} is a document of the snapshot"
+                puts += [(rel, writers.submit(target.put, rel, doc.body)),
+                         (rel + ".gz", writers.submit(target.put, rel + ".gz", doc.gzip))]
+    return rows + [(rel, *future.result()) for rel, future in puts], reused
 
 
 def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]]:
@@ -159,10 +195,14 @@ def _generations(out: Path) -> list[Path]:
 
 
 def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[str],
-                 progress: Callable[[str], None] | None = None) -> ExportResult:
+                 progress: Callable[[str], None] | None = None,
+                 previous: tuple[Snapshot, Path] | None = None) -> ExportResult:
     """Write every document (plus .gz siblings) into a new generation and swap `out` to it atomically.
 
-    One build at a time per `out` (a lock file beside it); a second one waits for the first.
+    `previous` is (the snapshot, the generation directory) of this process's last export into `out`:
+    documents whose page has not changed since are linked from there without rendering (when `out`
+    still points at that generation). One build at a time per `out` (a lock file beside it); a second
+    one waits for the first.
     """
     if not settings.base_url:
         raise ExportError("a static export needs --base-url: feeds carry absolute self links")
@@ -170,11 +210,11 @@ def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
-        return _write_locked(snapshot, settings, out, progress)
+        return _write_locked(snapshot, settings, out, progress, previous)
 
 
-def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
-                  progress: Callable[[str], None] | None) -> ExportResult:
+def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: Callable[[str], None] | None,
+                  previous_export: tuple[Snapshot, Path] | None) -> ExportResult:
     workers = settings.workers_for_parsing
     started = time.perf_counter()
     if out.exists() and not out.is_symlink():
@@ -197,32 +237,44 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
     site = documents.Site.of(settings)
 
     manifest: dict[str, str] = {}
-    written = unchanged = 0
-    where = _Target(target, previous, old_manifest, time.time())
+    written = unchanged = reused = 0
+    where = _Target(target, previous, old_manifest, time.time(), site)
+    # Only the export this process made last, when `out` still shows it: its pages are known.
+    before = previous_export[0] if previous_export and previous_export[1] == previous and old_manifest else None
     try:
-        # Feeds and archives are most of the work and independent per topic: forked processes render
-        # and write them (feedgen holds the GIL). Pages, OPML and static files follow in this process.
+        # Feeds and archives are most of the work, independent per topic: forked processes assemble and
+        # write them, one format at a time so that only one format's entry fragments are in memory.
+        # Pages, OPML and static files follow in this process.
+        from .parallel import fork_imap
+
         slugs = ["all", *snapshot.topics]
         size = max(5, len(slugs) // (workers * 8))
         chunks = [slugs[i:i + size] for i in range(0, len(slugs), size)]
-        from .parallel import fork_imap
-
         rows: list[tuple[str, str, bool]] = []
-        for done, chunk_rows in enumerate(fork_imap(_write_feeds, chunks, (snapshot, site, where), workers), 1):
-            rows.extend(chunk_rows)
-            if progress and done % max(1, len(chunks) // 10) == 0:
-                progress(f"  feeds of {min(done * size, len(slugs)):,} of {len(slugs):,} topics written")
+        for fmt in feeds.FORMATS:
+            if before is None:  # every entry is needed: render them all once, on every core
+                fragments.keep(snapshot, fmt, site.related_limit, snapshot.all_items, workers)
+            else:  # a few documents changed: render their entries when they are reached
+                fragments.keep(snapshot, fmt, site.related_limit, (), 1)
+            for done, (chunk_rows, chunk_reused) in enumerate(
+                    fork_imap(_write_feeds, chunks, (snapshot, where, fmt, before), workers), 1):
+                rows.extend(chunk_rows)
+                reused += chunk_reused
+                if progress and done % max(1, len(chunks) // 4) == 0:
+                    progress(f"  {fmt}: feeds of {min(done * size, len(slugs)):,} of {len(slugs):,} topics written")
+            fragments.drop(snapshot)
         rows.extend(_put_all(where, other_files(snapshot, site, settings)))
         for rel, digest, new in rows:
             manifest[rel] = digest
             written += new
             unchanged += not new
         (target / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
-        for directory, _subdirs, files in os.walk(target):
-            for name in files:  # fsync so a crash after the swap cannot expose empty files
-                fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
+        for rel in [MANIFEST, *(rel for rel, _digest, new in rows if new)]:
+            # fsync what was written (links share synced inodes) so a crash after the swap cannot
+            # expose empty files.
+            fd = os.open(target / rel, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
         link = out.parent / f".{out.name}.link-{number:06d}"
         os.symlink(target.name, link)
         os.replace(link, out)  # the atomic step: `out` now names the complete new tree
@@ -232,7 +284,7 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path,
     for old in _generations(out):
         if old not in (target, previous):  # keep the previous tree for readers still inside it
             shutil.rmtree(old, ignore_errors=True)
-    return ExportResult(target, written, unchanged, time.perf_counter() - started)
+    return ExportResult(target, written, unchanged, time.perf_counter() - started, reused)
 
 
 def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr) -> int:
@@ -258,7 +310,7 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
         from .websub import Pinger
 
         pinger = Pinger(settings.hub_url, site)
-    state: dict[str, Snapshot | None] = {"exported": None}
+    state: dict[str, Any] = {"exported": None, "directory": None}  # the last export: its snapshot, where
     lock = threading.Lock()
 
     def export(new: Snapshot) -> None:
@@ -270,10 +322,13 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
                     say(f"warning: exporting the last good version of {problem.path} (export_last_good); "
                         f"the file is broken now: {problem.reason.removesuffix(STALE_NOTE)}")
             say(f"rendering {len(new.topics) + 1:,} topics x {len(feeds.FORMATS)} formats, pages and archives")
-            result = write_export(new, settings, out, progress=say)
-            say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged, into {out} -> "
+            before = state["exported"]
+            result = write_export(new, settings, out, progress=say,
+                                  previous=(before, state["directory"]) if before is not None else None)
+            not_rendered = f" ({result.reused:,} feeds not even rendered)" if result.reused else ""
+            say(f"wrote {result.written:,} files, kept {result.unchanged:,} unchanged{not_rendered}, into {out} -> "
                 f"{result.directory.name} in {result.seconds:.1f} s")
-            before, state["exported"] = state["exported"], new
+            state["exported"], state["directory"] = new, result.directory
             if pinger is not None:
                 pinger.on_publish(before, new)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Sequence
+from dataclasses import replace
 
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
@@ -23,10 +24,11 @@ from lxml import etree
 
 from . import entry as entry_parts
 from .feedpage import CONTENT_TYPES, FORMATS, FeedPage, Link, feed_id, paginate
-from .jsonfeed import render_json
+from .jsonfeed import json_entry, render_json
 from .model import Item, mime_type_for
 
-__all__ = ["CONTENT_TYPES", "FORMATS", "FeedPage", "Link", "feed_id", "paginate", "render", "render_opml"]
+__all__ = ["CONTENT_TYPES", "FORMATS", "FeedPage", "Link", "assemble", "entry_fragments", "feed_id", "paginate",
+           "render", "render_opml"]
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
@@ -234,7 +236,47 @@ def render_opml(title: str, updated: dt.datetime, outlines: Sequence[dict]) -> b
 
 
 def render(page: FeedPage, fmt: str) -> bytes:
-    """Bytes of `page` in format `fmt` ('rss', 'atom' or 'json')."""
+    """Bytes of `page` in format `fmt` ('rss', 'atom' or 'json'), rendered whole: the reference that
+    `assemble` matches byte for byte."""
     if fmt == "json":
         return render_json(page)
     return render_rss(page) if fmt == "rss" else render_atom(page)
+
+
+# Pretty-printed, an entry is the same bytes wherever it stands: libxml2 indents by depth only, and
+# every namespace is declared on the root. feedgen appends entries after every other child, so a
+# document is head + entries + the close of its root. "<" is always escaped in text and attribute
+# values, so these markers can only be the entries' own start tags.
+_ENTRY_START = {"rss": b"\n    <item>", "atom": b"\n  <entry>"}
+_CLOSE = {"rss": b"\n  </channel>\n</rss>\n", "atom": b"\n</feed>\n"}
+_JSON_CLOSE = b"]}\n"
+
+
+def entry_fragments(items: Sequence[Item], fmt: str, related_limit: int = entry_parts.DEFAULT_RELATED) -> list[bytes]:
+    """Each item's entry as the bytes it has inside any `fmt` document: rendered by feedgen (JSON by
+    jsonfeed.py) in one go, then cut apart."""
+    if not items:
+        return []
+    if fmt == "json":
+        return [json_entry(item, related_limit) for item in items]
+    page = FeedPage(key="fragments", title="fragments", description="", items=tuple(items),
+                    updated=items[0].updated, self_url={fmt: "https://fragments.invalid/"},
+                    html_url="https://fragments.invalid/", related_limit=related_limit)
+    body = render_rss(page) if fmt == "rss" else render_atom(page)
+    start = body.index(_ENTRY_START[fmt])
+    assert body.endswith(_CLOSE[fmt]), "feedgen closes the root right after the last entry"
+    marker = _ENTRY_START[fmt]
+    parts = body[start:-len(_CLOSE[fmt])].split(marker)[1:]
+    assert len(parts) == len(items), "one start tag per entry"
+    return [marker + part for part in parts]
+
+
+def assemble(page: FeedPage, fmt: str, fragments: Sequence[bytes]) -> bytes:
+    """The bytes `render(page, fmt)` gives, from the page's head and its items' `entry_fragments`."""
+    head = render(replace(page, items=()), fmt)  # the same document without entries
+    if fmt == "json":
+        assert head.endswith(b"[" + _JSON_CLOSE), "items is the JSON Feed's last member"
+        return head[:-len(_JSON_CLOSE)] + b",".join(fragments) + _JSON_CLOSE
+    close = _CLOSE[fmt]
+    assert head.endswith(close), "feedgen closes the root right after the last child"
+    return b"".join((head[:-len(close)], *fragments, close))

@@ -36,6 +36,11 @@ def render_json(page: FeedPage) -> bytes:
     return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
+def json_entry(item: Item, related_limit: int) -> bytes:
+    """One item as it stands in the `items` array of `render_json`'s output (compact, so the same bytes)."""
+    return json.dumps(_json_item(item, related_limit), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def _json_item(item: Item, related_limit: int) -> dict:
     entry: dict = {
         "id": item.id,
