@@ -30,7 +30,8 @@ on a module the map does not name (the parenthesised imports are the main ones, 
     metrics.py      Prometheus metrics, counted over every worker        (snapshot)
     websub.py       pings to a WebSub hub for changed feeds              (documents, snapshot)
     web.py          create_app(settings): routes, pages, fast path       (responses, scheduler, ...)
-    export.py       the static export                                    (documents, web, scheduler)
+    generation.py   an export's generation: files, feeds written, reuse  (documents, snapshot)
+    export.py       the static export                                    (generation, documents, web, scheduler)
     objects.py      an export's files as bucket objects: MD5, headers, order (documents, feedpage)
     deploy.py       `syndicator deploy`: the export onto S3 (boto3)      (objects, websub, config)
     config.py       the settings table; nothing else imported

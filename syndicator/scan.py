@@ -11,7 +11,7 @@ import operator
 import os
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,6 +182,16 @@ class Scanner:
     @_entries.setter
     def _entries(self, entries: dict[str, FileEntry]) -> None:
         self._built_entries, self._stored_entries = entries, None
+
+    def source_stamps(self) -> tuple[str, Callable[[Item], str]]:
+        """What the parse cache trusts: (the reader's code and settings, an item's path, mtime and size);
+        equal stamps, equal items. An item whose file the last scan did not see gets a stamp of its own."""
+        entries = self._entries
+
+        def stamp(item: Item) -> str:
+            entry = entries.get(item.path)
+            return f"{item.path}|{entry.mtime_ns}|{entry.size}" if entry else f"{id(item)}|{os.urandom(8).hex()}"
+        return self._cache_key(), stamp
 
     def _entry_count(self) -> int:
         return len(self._stored_entries if self._stored_entries is not None else self._built_entries)

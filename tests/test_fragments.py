@@ -10,7 +10,8 @@ from helpers import bump_mtime, parse, write_item
 
 from syndicator import documents, feeds, fragments
 from syndicator.config import Settings
-from syndicator.export import feed_files, write_export
+from syndicator.export import write_export
+from syndicator.generation import feed_files
 from syndicator.scan import Scanner
 from syndicator.snapshot import build_snapshot
 
@@ -102,3 +103,37 @@ def test_a_rebuild_renders_only_what_changed_and_equals_a_fresh_export(corpus, t
         assert b"Brand new" in (out / f"feeds/{topic.slug}.rss").read_bytes()
     else:
         assert b"Edited" in (out / page1).read_bytes() and b"Edited" not in (before.directory / page1).read_bytes()
+
+
+def build(content: Path, out: Path, *extra: str) -> str:
+    import subprocess
+
+    from helpers import SYNDICATOR
+
+    result = subprocess.run([*SYNDICATOR, "build", "--content", str(content), "--out", str(out), "--base-url", BASE,
+                             "--feed-limit", "4", *extra], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stderr
+
+
+def test_a_second_build_takes_over_unchanged_pages_without_rendering_them(corpus, tmp_path):
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    out = tmp_path / "site"
+    assert "not even rendered" not in build(corpus, out, *cache)
+    first = out.resolve()
+    assert (first / ".pages.json").is_file()
+    topic = next(iter(build_snapshot(Scanner(corpus).scan()).topics.values()))
+    write_item(corpus / "news", "zz-new.md", title="Brand new", publishedDateTime="2026-12-01T00:00:00Z",
+               webUrl="https://x.org/brand-new", topics=[topic.name])
+    log = build(corpus, out, *cache)  # another process: only the recorded signatures tell what changed
+    assert "feeds not even rendered" in log, log
+    build(corpus, tmp_path / "fresh", "--cache-dir", "off")
+    assert tree(out) == tree(tmp_path / "fresh")
+    assert (out / "feeds/all/archive/1.rss").stat().st_ino == (first / "feeds/all/archive/1.rss").stat().st_ino
+    assert b"Brand new" in (out / f"feeds/{topic.slug}.rss").read_bytes()
+
+    # Settings the items depend on (site_url resolves root-relative logos) make every page new.
+    log = build(corpus, out, *cache, "--site-url", "https://elsewhere.example.org/")
+    assert "not even rendered" not in log
+    build(corpus, tmp_path / "fresh2", "--cache-dir", "off", "--site-url", "https://elsewhere.example.org/")
+    assert tree(out) == tree(tmp_path / "fresh2")
