@@ -127,6 +127,7 @@ class Document:
     # navigation from a browser gets the same bytes under this type (see web.send_document).
     browser_type: str = ""
     cors: bool = False  # readable by scripts of any origin (CORS_HEADERS): feeds, OPML, the XSL
+    digest: str = ""  # sha256 of the body, hex (the ETag is its first half): an export's manifest needs it
 
     def variant_etag(self, *, gzipped: bool, browser: bool) -> str:
         """Each representation (content coding, content type) has its own strong ETag."""
@@ -165,8 +166,8 @@ def make_document(body: bytes, content_type: str, last_modified: dt.datetime, ma
                   links: tuple[feeds.Link, ...] = (), browser_type: str = "", cors: bool = False) -> Document:
     """Wrap bytes with their validators and a gzip copy, compressed once here and never per request;
     `cors`: scripts of any origin may read it."""
-    digest = hashlib.sha256(body).hexdigest()[:32]
-    return Document(body=body, gzip=compress(body), etag=f'"{digest}"',
+    digest = hashlib.sha256(body).hexdigest()
+    return Document(body=body, gzip=compress(body), etag=f'"{digest[:32]}"', digest=digest,
                     last_modified=last_modified, content_type=content_type, max_age=max_age, links=links,
                     browser_type=browser_type, cors=cors)
 

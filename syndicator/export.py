@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import documents, feeds, fragments
+from . import documents, feeds, fragments, heap
 from .config import Settings
 from .generation import PAGES, FeedTask, Generation, Row, read_json, render_code_key, write_feeds
 from .model import Item
@@ -142,7 +142,10 @@ def write_export(snapshot: Snapshot, settings: Settings, out: str | os.PathLike[
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
-        return _write_locked(snapshot, settings, out, progress, previous, sources)
+        # Rendering allocates millions of short-lived containers (entries, fragments): with the collector
+        # on, each full collection walks them all, in every forked writer too.
+        with heap.paused():
+            return _write_locked(snapshot, settings, out, progress, previous, sources)
 
 
 def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: Callable[[str], None] | None,

@@ -141,8 +141,13 @@ def _sub(parent, tag: str, **attrs: str):
 
 
 def _generator(page: FeedPage, fmt: str) -> FeedGenerator:
+    # Imported here: feedgen.ext.dc needs lxml.etree imported before it, which feedgen.feed does.
+    from feedgen.ext.dc import DcEntryExtension, DcExtension
+
     fg = FeedGenerator()
-    fg.load_extension("dc", atom=False, rss=True)
+    # register_extension, not load_extension("dc"): that one looks for a dc_entry module on disk every
+    # time (a failing import, a third of a feed head's cost) before settling for these classes.
+    fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
     fg.register_extension("syn", _FeedExt, _EntryExt, atom=True, rss=True)
     fg.syn.page = page
     fg.id(feed_id(page.key))

@@ -95,9 +95,10 @@ class Generation:
         except OSError:
             return False
 
-    def put(self, rel: str, body: bytes) -> tuple[str, bool]:
-        """Write one file (hard-linking unchanged bytes from the previous build); (sha256, was it new)."""
-        digest = hashlib.sha256(body).hexdigest()
+    def put(self, rel: str, body: bytes, digest: str = "") -> tuple[str, bool]:
+        """Write one file (hard-linking unchanged bytes from the previous build); (sha256, was it new).
+        `digest` is the body's sha256 when known already."""
+        digest = digest or hashlib.sha256(body).hexdigest()
         dest = self.directory / rel
         self._parent(dest)
         previous = self.previous if self.previous is not None and rel in self.old_manifest else None
@@ -187,7 +188,7 @@ def write_feeds(task: FeedTask, slugs: list[str]) -> Written:
                         (target.directory / name).unlink(missing_ok=True)
                 doc = documents.feed_document(snapshot, *key, keep=False)
                 assert doc is not None, f"{rel} is a document of the snapshot"
-                puts += [(rel, writers.submit(target.put, rel, doc.body)),
+                puts += [(rel, writers.submit(target.put, rel, doc.body, doc.digest)),
                          (rel + ".gz", writers.submit(target.put, rel + ".gz", doc.gzip))]
     done.rows += [(rel, *future.result()) for rel, future in puts]
     return done
