@@ -22,7 +22,7 @@ from typing import Any
 
 from . import documents, feeds, fragments, heap
 from .config import Settings
-from .generation import PAGES, FeedTask, Generation, Row, read_json, render_code_key, write_feeds
+from .generation import PAGES, FeedTask, Generation, Row, feed_files, read_json, render_code_key, write_feeds
 from .model import Item
 from .scan import STALE_NOTE
 from .snapshot import Snapshot
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
 REDIRECTS = ".redirects.nginx"  # hidden: nginx serves no dot files; its server block includes this one
 STATIC_FILES = ("style.css", "filter.js", "feed.xsl")
+DOCS_PER_TASK = 64  # feed documents a writer takes at a time: small enough to keep both cores busy to the end
 
 
 class ExportError(Exception):
@@ -184,8 +185,6 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
         from .parallel import fork_imap
 
         slugs = ["all", *snapshot.topics]
-        size = max(5, len(slugs) // (workers * 8))
-        chunks = [slugs[i:i + size] for i in range(0, len(slugs), size)]
         rows: list[Row] = []
         for fmt in feeds.FORMATS:
             if before is None and not old_pages:  # every entry is needed: render each once, on every core
@@ -193,12 +192,16 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
             else:  # most documents are taken over: render the entries of the others when reached
                 fragments.keep(snapshot, fmt, site.related_limit, (), 1)
             task = FeedTask(snapshot, where, fmt, before, sources[1] if sources else None, code)
+            # Tasks of a few dozen documents each, whatever the topic: "all" alone is a quarter of them.
+            docs = [doc for slug in slugs for doc in feed_files(snapshot, site, slug, fmt)]
+            size = max(16, min(DOCS_PER_TASK, len(docs) // (workers * 8)))
+            chunks = [docs[i:i + size] for i in range(0, len(docs), size)]
             for done, chunk in enumerate(fork_imap(write_feeds, chunks, task, workers), 1):
                 rows.extend(chunk.rows)
                 pages.update(chunk.pages)
                 reused += chunk.reused
                 if progress and done % max(1, len(chunks) // 4) == 0:
-                    progress(f"  {fmt}: feeds of {min(done * size, len(slugs)):,} of {len(slugs):,} topics written")
+                    progress(f"  {fmt}: {min(done * size, len(docs)):,} of {len(docs):,} feed documents written")
             fragments.drop(snapshot)
         rows.extend(_put_all(where, other_files(snapshot, site, settings)))
         for rel, digest, new in rows:

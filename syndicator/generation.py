@@ -152,9 +152,9 @@ class Written:
     reused: int  # documents taken over without rendering
 
 
-def write_feeds(task: FeedTask, slugs: list[str]) -> Written:
-    """Write one format's feed documents of some topics, each with its .gz, taking over those whose page
-    has not changed (see the module's docstring)."""
+def write_feeds(task: FeedTask, docs: list[tuple[str, documents.FeedKey]]) -> Written:
+    """Write some feed documents (`feed_files` rows) of one format, each with its .gz, taking over those
+    whose page has not changed (see the module's docstring)."""
     from concurrent.futures import ThreadPoolExecutor
 
     snapshot, target, previous = task.snapshot, task.target, task.previous
@@ -162,33 +162,36 @@ def write_feeds(task: FeedTask, slugs: list[str]) -> Written:
     puts = []
     # Hashing and writing release the GIL: threads do them while this thread renders the next document.
     with ThreadPoolExecutor(WRITER_THREADS) as writers:
-        for slug in slugs:
-            unchanged_topic = previous is not None and documents.same_topic(snapshot, previous, slug)
-            for rel, key in feed_files(snapshot, target.site, slug, fmt=task.fmt):
-                signature = None
-                if unchanged_topic:
-                    same = True
-                    signature = target.old_pages.get(rel)
-                else:
-                    if task.sources is not None:
-                        found = documents.feed_page(snapshot, *key)
-                        assert found is not None, f"{rel} is a document of the snapshot"
-                        signature = page_signature(found[0], task.fmt, task.sources, task.code)
-                    same = (signature is not None and target.old_pages.get(rel) == signature) or (
-                        previous is not None and documents.same_page(snapshot, previous, key))
-                if signature is not None:
-                    done.pages[rel] = signature
-                if same and rel in target.old_manifest and rel + ".gz" in target.old_manifest:
-                    if target.link(rel) and target.link(rel + ".gz"):
-                        done.rows += [(rel, target.old_manifest[rel], False),
-                                      (rel + ".gz", target.old_manifest[rel + ".gz"], False)]
-                        done.reused += 1
-                        continue
-                    for name in (rel, rel + ".gz"):  # half linked: render both anew
-                        (target.directory / name).unlink(missing_ok=True)
-                doc = documents.feed_document(snapshot, *key, keep=False)
-                assert doc is not None, f"{rel} is a document of the snapshot"
-                puts += [(rel, writers.submit(target.put, rel, doc.body, doc.digest)),
-                         (rel + ".gz", writers.submit(target.put, rel + ".gz", doc.gzip))]
+        unchanged: dict[str, bool] = {}  # slug -> all its documents are the same as in `previous`
+        for rel, key in docs:
+            unchanged_topic = unchanged.get(key.slug)
+            if unchanged_topic is None:
+                unchanged_topic = unchanged[key.slug] = (previous is not None
+                                                         and documents.same_topic(snapshot, previous, key.slug))
+            signature = None
+            if unchanged_topic:
+                same = True
+                signature = target.old_pages.get(rel)
+            else:
+                if task.sources is not None:
+                    found = documents.feed_page(snapshot, *key)
+                    assert found is not None, f"{rel} is a document of the snapshot"
+                    signature = page_signature(found[0], task.fmt, task.sources, task.code)
+                same = (signature is not None and target.old_pages.get(rel) == signature) or (
+                    previous is not None and documents.same_page(snapshot, previous, key))
+            if signature is not None:
+                done.pages[rel] = signature
+            if same and rel in target.old_manifest and rel + ".gz" in target.old_manifest:
+                if target.link(rel) and target.link(rel + ".gz"):
+                    done.rows += [(rel, target.old_manifest[rel], False),
+                                  (rel + ".gz", target.old_manifest[rel + ".gz"], False)]
+                    done.reused += 1
+                    continue
+                for name in (rel, rel + ".gz"):  # half linked: render both anew
+                    (target.directory / name).unlink(missing_ok=True)
+            doc = documents.feed_document(snapshot, *key, keep=False)
+            assert doc is not None, f"{rel} is a document of the snapshot"
+            puts += [(rel, writers.submit(target.put, rel, doc.body, doc.digest)),
+                     (rel + ".gz", writers.submit(target.put, rel + ".gz", doc.gzip))]
     done.rows += [(rel, *future.result()) for rel, future in puts]
     return done
