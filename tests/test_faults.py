@@ -561,8 +561,12 @@ def assert_complete_export(out: Path) -> dict[str, str]:
     manifest = json.loads((tree / ".manifest.json").read_text())
     for rel, digest in manifest.items():
         assert hashlib.sha256((tree / rel).read_bytes()).hexdigest() == digest, f"{rel} is not what was built"
-    present = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()} - {".manifest.json"}
+    # The export's bookkeeping: the manifest, and the signatures of the pages its feeds were made from.
+    bookkeeping = {".manifest.json", ".pages.json"}
+    present = {p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()} - bookkeeping
     assert present == set(manifest), f"files outside the manifest: {sorted(present ^ set(manifest))[:10]}"
+    pages = json.loads((tree / ".pages.json").read_text())
+    assert {rel for rel in pages if rel} <= {rel for rel in manifest if rel.startswith("feeds/")}
     for fmt in FORMATS:
         check_document((tree / "feeds" / f"all.{fmt}").read_bytes(), fmt)
         assert gzip.decompress((tree / "feeds" / f"all.{fmt}.gz").read_bytes()) == (
