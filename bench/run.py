@@ -324,7 +324,8 @@ def syndicator_build(ctx: Context) -> None:
         feeds = sum(1 for p in files if p.suffix == ".rss")
         ctx.record(f"build.{corpus.key}.wall", timed["wall"], "s",
                    f"{len(files):,} files ({feeds:,} .rss of all kinds), CPU {timed['cpu']:.0f} s")
-        ctx.record(f"build.{corpus.key}.rss", timed["rss_mb"], "MB", "the whole process tree (GNU time)")
+        ctx.record(f"build.{corpus.key}.rss", timed["rss_mb"], "MB",
+                   "largest single process of the build (GNU time), not the tree's sum")
         with _edited_newest(corpus.path) as edit:
             tag = edit()
             again = timed_run(cmd, ctx.logs / f"rebuild-{corpus.key}.log", ctx.timeout, cwd=ROOT)

@@ -114,11 +114,13 @@ def cmd_build(settings: Settings, out: str, watch: bool) -> int:
         from .objects import Target
 
         Target.parse(settings.deploy)  # a wrong URL stops the build before it starts, not after
+        # deploy pings the hub once the changed feeds are live in the bucket; a ping at the swap would
+        # have the hub fetch the old bytes.
         if watch:
             follow(out, settings.deploy, settings)
-        else:
-            code = build(settings, out)
-            return code if code else deploy(out, settings.deploy, settings)
+            return build(settings, out, watch=True, ping=False)
+        code = build(settings, out, ping=False)
+        return code if code else deploy(out, settings.deploy, settings)
     return build(settings, out, watch=watch)
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MANIFEST = ".manifest.json"
 REDIRECTS = ".redirects.nginx"  # hidden: nginx serves no dot files; its server block includes this one
 STATIC_FILES = ("style.css", "filter.js", "feed.xsl")
+PAGES_PER_TASK = 100  # HTML pages per task: each task makes its own Flask app
 DOCS_PER_TASK = 64  # feed documents a writer takes at a time: small enough to keep both cores busy to the end
 
 
@@ -58,11 +59,10 @@ def redirect_rules(snapshot: Snapshot) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def other_files(snapshot: Snapshot, site: documents.Site, settings: Settings) -> Iterator[tuple[str, bytes]]:
-    """OPML, HTML pages and static files as (path, bytes), rendered by the code that serves HTTP."""
+def other_files(snapshot: Snapshot, site: documents.Site) -> Iterator[tuple[str, bytes]]:
+    """OPML, the nginx redirects and static files as (path, bytes), rendered by the code that serves HTTP."""
     yield "topics.opml", documents.opml_document(snapshot, site).body
     yield REDIRECTS, redirect_rules(snapshot)
-    yield from _pages(snapshot, settings)
     static = Path(__file__).parent / "static"
     for name in STATIC_FILES:
         yield f"static/{name}", (static / name).read_bytes()
@@ -78,21 +78,29 @@ def _put_all(target: Generation, files: Iterator[tuple[str, bytes]]) -> list[tup
     return results
 
 
-def _pages(snapshot: Snapshot, settings: Settings) -> Iterator[tuple[str, bytes]]:
-    """HTML pages through the Flask app itself, so they are the server's pages byte for byte."""
+def page_urls(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """(path, URL) of every HTML page: the index and each topic's page."""
+    return [("index.html", "/"), *((f"topics/{slug}/index.html", f"/topics/{slug}/") for slug in snapshot.topics)]
+
+
+def _write_pages(state: tuple[Snapshot, Settings, Generation], pages: list[tuple[str, str]]) -> list[Row]:
+    """Write HTML pages (with their .gz) rendered by the Flask app itself, so they are the server's pages
+    byte for byte."""
     from .snapshot import Publisher
     from .web import create_app
 
+    snapshot, settings, target = state
     publisher = Publisher()
     publisher.publish(snapshot)
     client = create_app(settings, publisher=publisher).test_client()
+    files = []
     # A browser-like Accept never matters for pages; plain GETs give the canonical bytes.
-    for path, url in [("index.html", "/"), *((f"topics/{slug}/index.html", f"/topics/{slug}/")
-                                            for slug in snapshot.topics)]:
+    for path, url in pages:
         response = client.get(url)
         if response.status_code != 200:
             raise ExportError(f"rendering {url} failed with HTTP {response.status_code}")
-        yield path, response.data
+        files.append((path, response.data))
+    return _put_all(target, iter(files))
 
 
 def _generations(out: Path) -> list[Path]:
@@ -203,7 +211,12 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
                 if progress and done % max(1, len(chunks) // 4) == 0:
                     progress(f"  {fmt}: {min(done * size, len(docs)):,} of {len(docs):,} feed documents written")
             fragments.drop(snapshot)
-        rows.extend(_put_all(where, other_files(snapshot, site, settings)))
+        html = page_urls(snapshot)
+        size = max(1, min(PAGES_PER_TASK, len(html) // (workers * 4)))
+        for chunk_rows in fork_imap(_write_pages, [html[i:i + size] for i in range(0, len(html), size)],
+                                    (snapshot, settings, where), workers):
+            rows.extend(chunk_rows)
+        rows.extend(_put_all(where, other_files(snapshot, site)))
         for rel, digest, new in rows:
             manifest[rel] = digest
             written += new
@@ -224,11 +237,12 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
     return ExportResult(target, written, unchanged, time.perf_counter() - started, reused)
 
 
-def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr) -> int:
+def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stderr, ping: bool = True) -> int:
     """`syndicator build`: scan, render, write; with `watch`, keep rebuilding after every change.
 
     An export that fails (disk full, say) is retried at the next interval even when the content did not
-    change again; with `hub_url`, the hub hears about changed feeds after each successful swap.
+    change again; with `hub_url` (and `ping`), the hub hears about changed feeds after each successful
+    swap. Without `ping` someone else tells it: `deploy`, once the feeds are live in the bucket.
     """
     import threading
 
@@ -243,7 +257,7 @@ def build(settings: Settings, out: str, *, watch: bool = False, stream=sys.stder
     publisher = Publisher()
     site = documents.Site.of(settings)
     pinger = None
-    if settings.hub_url:
+    if settings.hub_url and ping:
         from .websub import Pinger
 
         pinger = Pinger(settings.hub_url, site)

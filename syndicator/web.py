@@ -322,7 +322,7 @@ def _routes(app: Flask) -> None:
         return access.is_operator(_settings().ops_networks, request.remote_addr)
 
     def _operators_only(path: str) -> None:
-        # File paths, problem reasons, process ids and traffic are the operator's business only.
+        # File paths, problem reasons and traffic are the operator's business only.
         if not _operator():
             abort(403, f"{path} answers only clients in ops_networks; this request came from "
                        f"{(request.remote_addr or 'an unknown address')[:60]}")
