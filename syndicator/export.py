@@ -22,7 +22,17 @@ from typing import Any
 
 from . import documents, feeds, fragments, heap
 from .config import Settings
-from .generation import PAGES, FeedTask, Generation, Row, feed_files, read_json, render_code_key, write_feeds
+from .generation import (
+    PAGES,
+    FeedTask,
+    Generation,
+    Row,
+    Stamps,
+    feed_files,
+    read_json,
+    render_code_key,
+    write_feeds,
+)
 from .model import Item
 from .scan import STALE_NOTE
 from .snapshot import Snapshot
@@ -186,6 +196,7 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
     # Only the export this process made last, when `out` still shows it: its pages are known.
     before = previous_export[0] if previous_export and previous_export[1] == previous and old_manifest else None
     pages: dict[str, str] = {"": code.hex()}
+    stamps = Stamps.of(snapshot.all_items, sources[1]) if sources else None
     try:
         # Feeds and archives are most of the work, independent per topic: forked processes assemble and
         # write them, one format at a time so that only one format's entry fragments are in memory.
@@ -199,7 +210,7 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
                 fragments.keep(snapshot, fmt, site.related_limit, snapshot.all_items, workers)
             else:  # most documents are taken over: render the entries of the others when reached
                 fragments.keep(snapshot, fmt, site.related_limit, (), 1)
-            task = FeedTask(snapshot, where, fmt, before, sources[1] if sources else None, code)
+            task = FeedTask(snapshot, where, fmt, before, stamps, code)
             # Tasks of a few dozen documents each, whatever the topic: "all" alone is a quarter of them.
             docs = [doc for slug in slugs for doc in feed_files(snapshot, site, slug, fmt)]
             size = max(16, min(DOCS_PER_TASK, len(docs) // (workers * 8)))
@@ -231,9 +242,16 @@ def _write_locked(snapshot: Snapshot, settings: Settings, out: Path, progress: C
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
-    for old in _generations(out):
-        if old not in (target, previous):  # keep the previous tree for readers still inside it
+    # Keep the previous tree for readers still inside it; older ones go, on a thread of their own: the new
+    # export is live already, and deleting 86,000 files takes seconds (a process still waits for it).
+    import threading
+
+    def prune(stale: list[Path]) -> None:
+        for old in stale:
             shutil.rmtree(old, ignore_errors=True)
+
+    threading.Thread(target=prune, args=([old for old in _generations(out) if old not in (target, previous)],),
+                     name="export-prune").start()
     return ExportResult(target, written, unchanged, time.perf_counter() - started, reused)
 
 

@@ -44,7 +44,7 @@ def render_code_key() -> bytes:
     return code.digest()
 
 
-def page_signature(fp, fmt: str, sources: Callable[[Item], str], code: bytes) -> str:
+def page_signature(fp, fmt: str, stamps: Stamps, code: bytes) -> str:
     """What a feed document's bytes depend on, hashed: every field of its page (the items by their source
     files' stamps), the format and the rendering code."""
     h = hashlib.blake2b(code, digest_size=20)
@@ -52,8 +52,25 @@ def page_signature(fp, fmt: str, sources: Callable[[Item], str], code: bytes) ->
     for f in fields(fp):
         if f.name != "items":
             h.update(f"\0{f.name}={getattr(fp, f.name)!r}".encode())
-    h.update("\0".join(map(sources, fp.items)).encode())
+    h.update("\0".join(map(stamps.of_item, fp.items)).encode())
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Stamps:
+    """Every item's source stamp (Scanner.source_stamps), worked out once per export: a page's signature
+    looks up some 50 of them, and there are tens of thousands of pages."""
+
+    known: dict[int, str]  # id(item) -> its stamp, for the items the snapshot serves
+    stamp: Callable[[Item], str]
+
+    @classmethod
+    def of(cls, items, stamp: Callable[[Item], str]) -> Stamps:
+        return cls({id(item): stamp(item) for item in items}, stamp)
+
+    def of_item(self, item: Item) -> str:
+        found = self.known.get(id(item))
+        return self.stamp(item) if found is None else found
 
 
 def read_json(path: Path) -> dict[str, str]:
@@ -141,7 +158,7 @@ class FeedTask:
     target: Generation
     fmt: str
     previous: Snapshot | None = None  # the snapshot the previous generation was made of, when known
-    sources: Callable[[Item], str] | None = None  # an item's source stamp, when the scanner knows it
+    sources: Stamps | None = None  # the items' source stamps, when the scanner knows them
     code: bytes = b""  # render_code_key()
 
 
