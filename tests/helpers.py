@@ -4,6 +4,7 @@ as a real process over real HTTP. Fixtures built on them are in conftest.py."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import socket
 import subprocess
@@ -14,9 +15,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import feedparser
 
@@ -169,3 +172,28 @@ def served_files(content: Path) -> int:
     withheld = ("\npublished: false\n", "\nremoved: true\n", "\ndeleted: true\n")
     texts = [path.read_text(encoding="utf-8", errors="replace") for path in (content / "news").rglob("*.md")]
     return sum(not any(mark in text.split("\n---", 1)[0] + "\n" for mark in withheld) for text in texts)
+
+
+@dataclass
+class Reply:
+    """An HTTP answer as it came over the wire."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+
+def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET", source: str | None = None,
+          timeout: float = 30) -> Reply:
+    """One request (a GET unless told) on a fresh connection with exactly these headers (http.client adds
+    only Host and `Accept-Encoding: identity` unless given), so no client library decodes or caches anything;
+    `source` is the local address to send from (a loopback alias such as 127.0.0.2)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
+        response = conn.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        conn.close()

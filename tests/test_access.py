@@ -7,14 +7,11 @@ The browser's side of CORS is in test_browser.py, nginx's in test_nginx.py and t
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import pytest
-from helpers import poll, serve
+from helpers import Reply, fetch, poll, serve
 
 from syndicator.config import ConfigError, Settings, load_settings
 
@@ -28,23 +25,9 @@ PUBLIC_DOCUMENTS = ["/feeds/azure.rss", "/feeds/all.json", "/feeds/all/archive/1
 OPERATIONS = ["/status", "/metrics", "/healthz"]
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
 def request(url: str, source: str, headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
     """One request from the local address `source`, on a fresh connection with exactly these headers."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10, source_address=(source, 0))
-    try:
-        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
+    return fetch(url, headers, method, source=source, timeout=10)
 
 
 def cors_of(headers) -> dict[str, str]:

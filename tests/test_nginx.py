@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import http.client
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import ROOT, free_port, parse, serve, stop, wait_http
+from helpers import ROOT, Reply, fetch, free_port, parse, serve, stop, wait_http
 
 SITE = ROOT / "deploy" / "nginx-proxy.conf"
 PREFIX = "/news"  # the location deploy/nginx-proxy.conf serves the app under
@@ -113,26 +112,6 @@ def run_nginx(app_port: int, root: Path) -> Iterator[str]:
     public = f"http://127.0.0.1:{port}{PREFIX}"
     with nginx_running(SITE, render_site(app_port, port, root / "cache"), root, public + "/healthz"):
         yield public
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-
-def fetch(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
-    """One request (a GET unless told) on a fresh connection with exactly these headers (http.client adds
-    only Host and `Accept-Encoding: identity` unless given), so no client library decodes or caches anything."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers or {})
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
 
 
 @dataclass
